@@ -1,0 +1,9 @@
+"""`untwine train` commands (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    pass

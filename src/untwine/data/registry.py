@@ -1,0 +1,86 @@
+"""Dataset registry: CLI name -> :class:`DatasetSpec`. A new dataset is one file plus ``register``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .protocol import GroundTruthData
+
+
+def cache_dir() -> Path:
+    """Where untwine keeps built caches: ``$UNTWINE_CACHE`` or ``~/.cache/untwine``."""
+    return Path(os.environ.get("UNTWINE_CACHE", Path.home() / ".cache" / "untwine")).expanduser()
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where official files are looked for: ``root``, else ``$UNTWINE_DATA``, else the cache dir."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("UNTWINE_DATA")
+    return Path(env).expanduser() if env else cache_dir()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the registry knows about a dataset without loading it.
+
+    ``load(source, root)`` returns the dataset; ``source=None`` picks the first present source in
+    ``sources`` order (official files before offline fallbacks). ``present(source, root)`` says
+    whether that source can be loaded offline now. ``prepare`` builds caches (default: load).
+    ``download`` fetches official files (fails offline with instructions).
+    """
+
+    name: str
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+    sources: tuple[str, ...]
+    load: Callable[[str | None, Path | None], GroundTruthData]
+    present: Callable[[str, Path | None], bool]
+    description: str = ""
+    prepare: Callable[[str | None, Path | None], GroundTruthData] | None = None
+    download: Callable[[Path | None], Path] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    # Importing the dataset modules registers them.
+    from . import dsprites, mpi3d, mnist, shapes3d  # noqa: F401
+
+
+def get(name: str) -> DatasetSpec:
+    _ensure_loaded()
+    key = name.lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise KeyError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))} "
+            "(or build your own with untwine.data.from_arrays / from_folder)"
+        )
+    return _REGISTRY[key]
+
+
+def names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def load(name: str, source: str | None = None, root: str | os.PathLike | None = None) -> GroundTruthData:
+    """Load dataset ``name`` from ``source`` (``None``: official if present, else procedural)."""
+    spec = get(name)
+    if source is not None and source not in spec.sources:
+        raise ValueError(
+            f"{spec.name}: unknown source {source!r}; choose one of {', '.join(spec.sources)}"
+        )
+    return spec.load(source, Path(root).expanduser() if root is not None else None)

@@ -1,0 +1,52 @@
+"""Architectures: plain ``nn.Module`` encoders (x -> mu, logvar) and decoders (z -> logits)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .conv64 import Conv64Decoder, Conv64Encoder
+from .mlp import MLPDecoder, MLPEncoder
+
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "conv64": (Conv64Encoder, Conv64Decoder),
+    "mlp": (MLPEncoder, MLPDecoder),
+}
+
+
+class VAE(nn.Module):
+    """Encoder + decoder + reparameterisation.
+
+    ``forward(x)`` with ``x: B x C x 64 x 64`` in ``[0, 1]`` returns ``(mu, logvar, z, logits)``:
+    ``mu, logvar, z: B x latents``, ``z = mu + exp(logvar / 2) * eps``; ``logits: B x C x 64 x 64``.
+    """
+
+    def __init__(self, arch: str = "conv64", channels: int = 1, latents: int = 10) -> None:
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if latents < 1:
+            raise ValueError(f"latents must be >= 1, got {latents}")
+        enc, dec = ARCHITECTURES[arch]
+        self.arch, self.channels, self.latents = arch, channels, latents
+        self.encoder = enc(channels, latents)
+        self.decoder = dec(channels, latents)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits; ``torch.sigmoid`` gives pixel means."""
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x)
+        z = self.reparameterize(mu, logvar)
+        return mu, logvar, z, self.decoder(z)
+
+
+__all__ = ["ARCHITECTURES", "VAE", "Conv64Encoder", "Conv64Decoder", "MLPEncoder", "MLPDecoder"]

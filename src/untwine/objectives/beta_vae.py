@@ -1,0 +1,26 @@
+"""beta-VAE: rec + beta * KL (Higgins et al. 2017). Any beta > 0, below 1 too."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Objective, bernoulli_rec, kl_per_dim
+from .registry import register
+
+
+@register
+class BetaVAE(Objective):
+    """``loss = rec + beta * kl`` (nats per image); ``beta`` > 0."""
+
+    name = "beta-vae"
+    params = {"beta": 4.0}
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.hparams["beta"] > 0:
+            raise ValueError(f"beta-vae: beta must be > 0, got {self.hparams['beta']}")
+
+    def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec(logits, x)
+        kl = kl_per_dim(mu, logvar).sum()
+        return {"loss": rec + self.hparams["beta"] * kl, "rec": rec, "kl": kl}

@@ -1,0 +1,20 @@
+"""The plain VAE: rec + KL (Kingma & Welling 2014)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Objective, bernoulli_rec, kl_per_dim
+from .registry import register
+
+
+@register
+class VAE(Objective):
+    """``loss = rec + kl`` (nats per image)."""
+
+    name = "vae"
+
+    def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec(logits, x)
+        kl = kl_per_dim(mu, logvar).sum()
+        return {"loss": rec + kl, "rec": rec, "kl": kl}
