@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -66,6 +68,71 @@ def _is_grid_order(fac: np.ndarray, sizes: Sequence[int]) -> bool:
     return bool(np.array_equal(fac @ radix, np.arange(len(fac))))
 
 
-def from_folder(folder: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> GroundTruthData:
-    """A folder of images plus a CSV (``file,<factor1>,<factor2>,...``) of integer labels."""
-    raise NotImplementedError("from_folder is being written")
+def from_folder(
+    folder: str | os.PathLike,
+    labels_csv: str | os.PathLike | None = None,
+    *,
+    name: str = "custom",
+    size: int = 64,
+) -> GroundTruthData:
+    """A folder of images plus a CSV of integer factor labels.
+
+    Args:
+        folder: the images (any format Pillow reads).
+        labels_csv: a CSV with a header ``file,<factor1>,<factor2>,...`` and one row per image:
+            the file name (relative to ``folder``) and non-negative integer labels. Default
+            ``<folder>/labels.csv``.
+        size: images are resized to ``size x size`` (Pillow, bilinear with antialiasing).
+
+    Images are grey (``1 x size x size``) if every file is greyscale, else RGB (``3 x ...``).
+    Factor sizes are ``max label + 1`` per column.
+    """
+    from PIL import Image
+
+    root = Path(folder).expanduser()
+    csv_path = Path(labels_csv).expanduser() if labels_csv is not None else root / "labels.csv"
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"labels file {csv_path} does not exist; write a CSV with a header file,<factor>,... "
+            "and one row per image"
+        )
+    with open(csv_path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    if not rows or len(rows[0]) < 2 or rows[0][0].strip().lower() != "file":
+        raise ValueError(f"{csv_path}: the header must be file,<factor1>,...; got {rows[0] if rows else 'nothing'}")
+    factor_names = [c.strip() for c in rows[0][1:]]
+    if len(rows) < 2:
+        raise ValueError(f"{csv_path}: no image rows after the header")
+    files, labels = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise ValueError(f"{csv_path}, line {line}: {len(row)} columns, the header has {len(rows[0])}")
+        try:
+            values = [int(c) for c in row[1:]]
+        except ValueError:
+            raise ValueError(f"{csv_path}, line {line}: labels must be integers, got {row[1:]}") from None
+        if min(values) < 0:
+            raise ValueError(f"{csv_path}, line {line}: labels must be non-negative, got {values}")
+        path = root / row[0].strip()
+        if not path.is_file():
+            raise FileNotFoundError(f"{csv_path}, line {line}: image {path} does not exist")
+        files.append(path)
+        labels.append(values)
+    pics = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                pics.append(im.copy())
+        except OSError as e:
+            raise ValueError(f"{path}: not an image Pillow can read ({e})") from e
+    grey = all(p.mode in ("1", "L", "LA") for p in pics)
+    mode = "L" if grey else "RGB"
+    arr = np.stack(
+        [np.asarray(p.convert(mode).resize((size, size), Image.Resampling.BILINEAR)) for p in pics]
+    )
+    data = from_arrays(arr, np.asarray(labels, np.int64), factor_names, name=name)
+    data.source = "folder"
+    return data

@@ -46,6 +46,8 @@ class DatasetSpec:
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
+# Other spellings users type (the file is called 3dshapes.h5; Python names can't start with a digit).
+ALIASES: dict[str, str] = {"3dshapes": "shapes3d", "3d-shapes": "shapes3d", "shapes-3d": "shapes3d"}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -63,6 +65,7 @@ def _ensure_loaded() -> None:
 def get(name: str) -> DatasetSpec:
     _ensure_loaded()
     key = name.lower().replace("_", "-")
+    key = ALIASES.get(key, key)
     if key not in _REGISTRY:
         raise KeyError(
             f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))} "

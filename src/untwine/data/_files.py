@@ -1,0 +1,129 @@
+"""Finding, checking and downloading official dataset files (shared by the dataset modules)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import building, load_npy, open_npy, partial_path
+from .registry import cache_dir, data_root
+
+
+def candidates(filenames: Sequence[str], root: Path | None, subdir: str) -> list[Path]:
+    """Where an official file is looked for, in order: ``<root>/<file>``, ``<root>/<subdir>/<file>``.
+
+    ``root`` defaults to ``$UNTWINE_DATA``, else the cache dir (see :func:`registry.data_root`).
+    """
+    base = data_root(root)
+    return [p for name in filenames for p in (base / name, base / subdir / name)]
+
+
+def find(filenames: Sequence[str], root: Path | None, subdir: str) -> Path | None:
+    """The first existing candidate path, or ``None``."""
+    return next((p for p in candidates(filenames, root, subdir) if p.is_file()), None)
+
+
+def missing(what: str, filenames: Sequence[str], root: Path | None, subdir: str, fix: str) -> FileNotFoundError:
+    """A ``FileNotFoundError`` naming every path looked at and the command that fixes it."""
+    looked = ", ".join(str(p) for p in candidates(filenames, root, subdir))
+    return FileNotFoundError(f"{what}: file not found; looked at {looked}. Fix: {fix}")
+
+
+def md5sum(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: Path, md5: str | None, how_by_hand: str) -> Path:
+    """Download ``url`` to ``dest`` (atomically, with a progress bar) and check its MD5.
+
+    Raises ``OSError`` (no network: the message says how to place the file by hand) or
+    ``ValueError`` (checksum mismatch: the download is deleted, never used).
+    """
+    if dest.is_file() and (md5 is None or md5sum(dest) == md5):
+        return dest
+    try:
+        with building(dest) as tmp:
+            with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+                total = int(r.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
+                    for block in iter(lambda: r.read(1 << 20), b""):
+                        f.write(block)
+                        bar.update(len(block))
+            if md5 is not None:
+                got = md5sum(tmp)
+                if got != md5:
+                    raise ValueError(
+                        f"download of {url} has MD5 {got}, expected {md5}; the file was deleted. "
+                        f"Retry, or {how_by_hand}"
+                    )
+    except (urllib.error.URLError, OSError) as e:
+        raise OSError(f"could not download {url} ({e}). {how_by_hand}") from e
+    return dest
+
+
+def ensure_npy(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: str,
+    fill: Callable[[np.ndarray], None],
+    force: bool = False,
+) -> np.ndarray:
+    """Memory-map the ``.npy`` cache at ``path``, building it first with ``fill(memmap)`` if needed.
+
+    The cache is written under ``<path>.partial`` and renamed only when ``fill`` returns, so an
+    interrupted build is never used: the leftover ``.partial`` is deleted and the build redone.
+    """
+    if force and path.exists():
+        path.unlink()
+    if not path.is_file():
+        if partial_path(path).exists():
+            partial_path(path).unlink()
+        with building(path) as tmp:
+            need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if free_bytes(path.parent) < need:
+                raise OSError(
+                    f"not enough disk space for the cache {path} ({need / 2**30:.1f} GiB needed); "
+                    "free some space or point $UNTWINE_CACHE at a bigger disk"
+                )
+            arr = open_npy(tmp, shape, dtype)
+            fill(arr)
+            arr.flush()
+            del arr
+    return load_npy(path, shape, dtype)
+
+
+def as_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A tensor sharing memory with a (read-only) memmap; no copy."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        return torch.from_numpy(arr)
+
+
+def grid_factors(sizes: Sequence[int]) -> torch.Tensor:
+    """``prod(sizes) x K`` int64 factor indices in mixed-radix order (last factor fastest)."""
+    n = int(np.prod(sizes))
+    return torch.from_numpy(np.stack(np.unravel_index(np.arange(n), tuple(sizes)), 1).astype(np.int64))
+
+
+def cache_path(subdir: str, name: str) -> Path:
+    return cache_dir() / subdir / name
+
+
+def free_bytes(path: Path) -> int:
+    p = path
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
