@@ -11,8 +11,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# `untwine.train` is the training subpackage, itself callable: untwine.train(config) -> Run.
 _LAZY = {
-    "train": ("untwine.train", "train"),
     "load_run": ("untwine.train", "load_run"),
     "RunConfig": ("untwine.train", "RunConfig"),
     "evaluate": ("untwine.metrics", "evaluate"),
@@ -20,6 +20,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import untwine` stays fast (no torch until needed)
+    if name == "train":
+        import importlib
+
+        return importlib.import_module("untwine.train")
     if name in _LAZY:
         import importlib
 

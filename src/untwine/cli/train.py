@@ -1,9 +1,130 @@
-"""`untwine train` commands (being written)."""
+"""``untwine train``: flags (and an optional TOML file) -> ``RunConfig`` -> ``untwine.train.train``.
+
+One flag per ``RunConfig`` field (``--batch-size``...) and one per hyperparameter of any registered
+objective (``--beta``, ``--c-max``...), both generated, so a new field or objective needs no CLI
+code. Precedence: flags > ``--config`` TOML file > ``RunConfig`` defaults. With ``--resume`` and an
+existing ``--out`` folder, the folder's ``config.json`` is the base instead of the defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from . import UserError
+
+_SKIP = {"hparams"}
+_HELP = {
+    "dataset": "dataset name (untwine data list)",
+    "source": "dataset source, e.g. official or procedural (default: official if present)",
+    "model": "objective name",
+    "out": "run folder (default runs/<model>-<dataset>-seed<seed>)",
+    "device": "cpu, cuda or auto",
+    "arch": "conv64 or mlp",
+    "eval_every": "steps between evaluations (default steps // 20, at most 1000)",
+    "checkpoint_every": "steps between checkpoints (default steps // 10, at most 5000)",
+    "log_every": "steps between progress updates and NaN checks",
+    "eval_images": "validation images per evaluation",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _hparam_names() -> dict[str, list[str]]:
+    """Hyperparameter name -> the models that take it."""
+    from .. import objectives
+
+    out: dict[str, list[str]] = {}
+    for m in objectives.names():
+        for p in objectives.get(m).params:
+            out.setdefault(p, []).append(m)
+    return out
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    pass
+    from ..train import RunConfig
+
+    p = sub.add_parser(
+        "train",
+        help="train a model; writes a run folder (config.json, metrics.jsonl, checkpoint/, summary.json)",
+        description="Train a VAE objective on a dataset. Flags override --config; "
+        "Ctrl-C saves a checkpoint and --resume continues from it.",
+    )
+    p.add_argument("--config", metavar="RUN.toml", help="TOML file of RunConfig keys (+ an [hparams] table)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    defaults = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        if f.name in _SKIP:
+            continue
+        d = getattr(defaults, f.name)
+        typ = float if isinstance(d, float) else int if isinstance(d, int) else str
+        if f.name in ("eval_every", "checkpoint_every"):
+            typ = int
+        p.add_argument(
+            _flag(f.name), dest=f.name, type=typ, default=None,
+            metavar=f.name.upper(),
+            help=_HELP.get(f.name, f.name.replace("_", " ")) + ("" if d is None else f" (default {d})"),
+        )
+    hp = p.add_argument_group("hyperparameters (each applies to the models listed)")
+    for name, models in _hparam_names().items():
+        hp.add_argument(
+            _flag(name), dest=f"hp_{name}", type=float, default=None, metavar="X",
+            help=f"{', '.join(models)}",
+        )
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The ``RunConfig`` the flags describe (validated), raising ``UserError`` for bad ones."""
+    from ..train import RunConfig
+
+    base: RunConfig
+    out = args.out
+    if args.resume and out and (Path(out) / "config.json").is_file() and not args.config:
+        base = RunConfig.from_json(Path(out) / "config.json")
+    elif args.config:
+        base = RunConfig.from_toml(args.config)
+    else:
+        base = RunConfig()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(RunConfig)
+        if f.name not in _SKIP and getattr(args, f.name, None) is not None
+    }
+    cfg = dataclasses.replace(base, **given)
+    hp_flags = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    if hp_flags:
+        from .. import objectives
+
+        cls = objectives.get(cfg.model)
+        wrong = [k for k in hp_flags if k not in cls.params]
+        if wrong:
+            raise UserError(
+                f"{', '.join(_flag(k) for k in wrong)}: not a hyperparameter of {cls.name} "
+                f"(it takes {', '.join(_flag(k) for k in cls.params) or 'none'})"
+            )
+        # a model change drops the base's hyperparameters of the old model
+        kept = {k: v for k, v in cfg.hparams.items() if k in cls.params}
+        cfg = dataclasses.replace(cfg, hparams={**kept, **hp_flags})
+    cfg.validate()
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    cfg = build_config(args)
+    result = train(cfg, progress=not args.no_progress, resume=args.resume)
+    s = result.summary
+    val = s.get("val", {})
+    print(
+        f"{s.get('status', 'finished')}: {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s "
+        f"({s.get('images_per_s', 0):.0f} images/s); val rec {val.get('rec', float('nan')):.2f}, "
+        f"kl {val.get('kl', float('nan')):.2f} nats/image; run folder {result.dir}"
+    )
+    return 0

@@ -1,0 +1,245 @@
+"""``RunConfig``: the one place run defaults live.
+
+The CLI flags, a TOML file and the Python API all build a :class:`RunConfig`; the run folder
+stores the *resolved* config (``config.json``: hyperparameters filled in from the objective's
+defaults, automatic intervals turned into numbers) so a run can be reproduced or resumed from its
+folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda")
+
+# Fields that may differ between a run and its resumption (they do not change the weights).
+RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "log_every", "device", "out"})
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run.
+
+    Units: ``steps`` are optimizer steps (one batch each), ``lr`` is Adam's step size,
+    ``eval_images`` are validation images per evaluation. ``None`` intervals are chosen from
+    ``steps`` by :meth:`resolved` (``eval_every = clip(steps // 20, 1, 1000)``,
+    ``checkpoint_every = clip(steps // 10, 1, 5000)``); ``out=None`` becomes
+    ``runs/<model>-<dataset>-seed<seed>``.
+    """
+
+    dataset: str = "dsprites"
+    source: str | None = None
+    data_root: str | None = None
+    model: str = "beta-vae"
+    hparams: dict[str, float] = field(default_factory=dict)
+    arch: str = "conv64"
+    latents: int = 10
+    steps: int = 300_000
+    batch_size: int = 64
+    lr: float = 1e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    seed: int = 0
+    out: str | None = None
+    eval_every: int | None = None
+    eval_images: int = 2048
+    val_fraction: float = 0.1
+    checkpoint_every: int | None = None
+    log_every: int = 100
+    device: str = "auto"
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hparams"] = dict(self.hparams)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a plain dict (``config.json``, a TOML table); unknown keys raise ValueError."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(known)} "
+                "(put hyperparameters such as beta under [hparams])"
+            )
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            if k == "hparams":
+                if not isinstance(v, dict):
+                    raise ValueError(f"hparams must be a table of name = number, got {v!r}")
+                kw[k] = {str(n): _number(f"hparams.{n}", x) for n, x in v.items()}
+            else:
+                kw[k] = _coerce(k, v, cls.__dataclass_fields__[k].default)
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
+        """Read a TOML file of top-level keys (``model = "beta-vae"``) plus an ``[hparams]`` table."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} not found")
+        try:
+            with p.open("rb") as f:
+                d = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{p}: invalid TOML: {e}") from None
+        return cls.from_dict(d)
+
+    def to_toml(self) -> str:
+        """TOML text that :meth:`from_toml` reads back to an equal config (``None`` keys omitted)."""
+        lines = []
+        for k, v in self.to_dict().items():
+            if k != "hparams" and v is not None:
+                lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+        lines.append("[hparams]")
+        lines += [f"{k} = {_toml_value(float(v))}" for k, v in self.hparams.items()]
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, *, check_dataset: bool = True) -> None:
+        """Raise ``ValueError`` naming the first bad value and how to fix it (no work is done)."""
+        self.resolved(check_dataset=check_dataset)
+
+    def resolved(self, *, check_dataset: bool = True) -> "RunConfig":
+        """A validated copy with hyperparameters filled from the objective's ``params`` and the
+        automatic (``None``) values chosen. Raises ``ValueError`` for any bad value."""
+        from .. import objectives
+        from ..models import ARCHITECTURES
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        for name in ("steps", "batch_size", "latents", "eval_images", "log_every"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            need(v is None or (isinstance(v, int) and v >= 1), f"{name} must be an integer >= 1, got {v!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("adam_beta1", "adam_beta2"):
+            v = getattr(self, name)
+            need(0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v!r}")
+        need(
+            0.0 < self.val_fraction < 1.0,
+            f"val_fraction must be in (0, 1) (validation images are needed), got {self.val_fraction!r}",
+        )
+        need(
+            self.arch in ARCHITECTURES,
+            f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}",
+        )
+        dev = self.device
+        need(
+            dev in DEVICES or dev.startswith("cuda:"),
+            f"unknown device {dev!r}; choose one of {', '.join(DEVICES)}",
+        )
+        if dev.startswith("cuda"):
+            import torch
+
+            need(
+                torch.cuda.is_available(),
+                f"device {dev!r} requested but CUDA is not available; use --device cpu or auto",
+            )
+
+        cls = objectives.get(self.model)  # ValueError naming the known models
+        unknown = sorted(set(self.hparams) - set(cls.params))
+        need(
+            not unknown,
+            f"{cls.name} does not take hyperparameter(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(cls.params) or 'none'}",
+        )
+        need(
+            self.batch_size >= cls.min_batch_size,
+            f"{cls.name} needs batch_size >= {cls.min_batch_size}, got {self.batch_size}",
+        )
+        hparams = {k: float(v) for k, v in {**cls.params, **self.hparams}.items()}
+        cls(dataset_size=1, latents=self.latents, **hparams)  # runs the objective's validate()
+
+        if check_dataset:
+            from .. import data
+
+            try:
+                spec = data.get(self.dataset)
+            except KeyError as e:
+                raise ValueError(e.args[0]) from None
+            need(
+                self.source is None or self.source in spec.sources,
+                f"{spec.name}: unknown source {self.source!r}; choose one of {', '.join(spec.sources)}",
+            )
+
+        eval_every = self.eval_every or min(1000, max(1, self.steps // 20))
+        checkpoint_every = self.checkpoint_every or min(5000, max(1, self.steps // 10))
+        out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
+        return dataclasses.replace(
+            self,
+            model=cls.name,
+            hparams=hparams,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+            out=str(out),
+        )
+
+
+def _number(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    return float(v)
+
+
+def _coerce(name: str, v: Any, default: Any) -> Any:
+    """Check a value's type against the field default; ints given as whole floats become ints."""
+    if v is None or default is None:
+        if v is not None and name in ("eval_every", "checkpoint_every"):
+            return _int(name, v)
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"{name} must be a string, got {v!r}")
+        return v
+    if isinstance(default, bool):
+        return bool(v)
+    if isinstance(default, int):
+        return _int(name, v)
+    if isinstance(default, float):
+        return _number(name, v)
+    if isinstance(default, str):
+        if not isinstance(v, str):
+            raise ValueError(f"{name} must be a string, got {v!r}")
+        return v
+    return v
+
+
+def _int(name: str, v: Any) -> int:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    return v
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(str(v))

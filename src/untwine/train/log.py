@@ -1,0 +1,126 @@
+"""Logging helpers: device-side running means, ``metrics.jsonl``, ``summary.json``, progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+
+class RunningMeans:
+    """Sums of scalar (or vector) tensors kept on the device: adding never syncs with the host.
+
+    ``means()`` (one sync) returns plain floats / lists of floats and is called at eval intervals.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            if k in self.sums:
+                self.sums[k] += v
+            else:
+                self.sums[k] = v.to(torch.float32).clone()
+        self.count += 1
+
+    def means(self) -> dict[str, Any]:
+        if not self.count:
+            return {}
+        return to_python({k: v / self.count for k, v in self.sums.items()})
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.count = int(state["count"])
+
+
+def to_python(values: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Tensors -> floats (scalars) or lists of floats (vectors), in one host transfer."""
+    if not values:
+        return {}
+    keys = list(values)
+    flat = torch.cat([values[k].detach().float().reshape(-1) for k in keys]).cpu().tolist()
+    out: dict[str, Any] = {}
+    i = 0
+    for k in keys:
+        n = values[k].numel()
+        out[k] = flat[i] if values[k].dim() == 0 else flat[i : i + n]
+        i += n
+    return out
+
+
+def _clean(v: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, ``{"step": ..., "split": ..., ...}``."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after ``step`` (a resumed run re-logs them identically)."""
+        if not self.path.exists():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        write_atomic(self.path, "".join(ln + "\n" for ln in keep))
+
+    def write(self, step: int, split: str, values: dict[str, Any]) -> None:
+        row = {"step": step, "split": split, **_clean(values)}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(_clean(obj), indent=2) + "\n")
+
+
+class Progress:
+    """A tqdm bar over steps showing ETA, images/s and the latest loss terms."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str) -> None:
+        self.bar = tqdm(
+            total=total, initial=initial, disable=not enabled, desc=desc, unit="step",
+            dynamic_ncols=True, smoothing=0.1,
+        )
+
+    def update(self, step: int, images_per_s: float, terms: dict[str, float]) -> None:
+        post = {k: f"{v:.4g}" for k, v in terms.items() if isinstance(v, float)}
+        post["img/s"] = f"{images_per_s:.0f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,106 @@
+"""A finished (or checkpointed) run: its config, summary, model and encode/decode helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models import VAE
+from . import checkpoint
+from .config import RunConfig
+from .log import MetricsLog
+
+
+@dataclass
+class Run:
+    """A run folder loaded into memory.
+
+    Attributes:
+        dir: the run folder.
+        config: the resolved :class:`RunConfig` (``config.json``).
+        model: the :class:`~untwine.models.VAE` in eval mode.
+        summary: ``summary.json`` as a dict (empty while the run has not ended).
+    """
+
+    dir: Path
+    config: RunConfig
+    model: VAE
+    summary: dict[str, Any]
+    batch_size: int = 256
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def metrics(self, split: str | None = None) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl`` (optionally one ``split``: ``"train"`` or ``"val"``)."""
+        rows = MetricsLog(self.dir / "metrics.jsonl").read()
+        return [r for r in rows if split is None or r["split"] == split]
+
+    def _images(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        c = self.model.channels
+        if t.dim() == 3 and c == 1:
+            t = t[:, None]
+        if t.dim() == 4 and t.shape[1] != c and t.shape[-1] == c:
+            t = t.permute(0, 3, 1, 2)  # N x H x W x C -> N x C x H x W
+        if t.dim() != 4 or t.shape[1] != c:
+            raise ValueError(f"images must be N x {c} x 64 x 64 (or N x 64 x 64 x {c}), got {tuple(t.shape)}")
+        return t
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Mean codes ``N x D`` (``float32`` numpy) of images ``N x C x 64 x 64`` (float in ``[0, 1]``
+        or ``uint8`` 0..255; numpy or torch; ``N x 64 x 64 x C`` also accepted). Batched internally."""
+        t = self._images(x)
+        out = []
+        for i in range(0, len(t), self.batch_size):
+            b = t[i : i + self.batch_size].to(self.device)
+            b = b.float() / 255.0 if b.dtype == torch.uint8 else b.float()
+            out.append(self.model.encode(b)[0].float().cpu())
+        if not out:
+            return np.zeros((0, self.model.latents), np.float32)
+        return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Images ``N x C x 64 x 64`` in ``[0, 1]`` (sigmoid of the decoder's logits) of codes ``N x D``."""
+        t = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z).float()
+        if t.dim() != 2 or t.shape[1] != self.model.latents:
+            raise ValueError(f"codes must be N x {self.model.latents}, got {tuple(t.shape)}")
+        out = [
+            torch.sigmoid(self.model.decode(t[i : i + self.batch_size].to(self.device))).float().cpu()
+            for i in range(0, len(t), self.batch_size)
+        ]
+        return torch.cat(out).numpy() if out else np.zeros((0, *self._shape()), np.float32)
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` images ``n x C x 64 x 64`` in ``[0, 1]`` decoded from prior draws ``z ~ N(0, I)``."""
+        g = torch.Generator().manual_seed(int(seed))
+        return self.decode(torch.randn(int(n), self.model.latents, generator=g))
+
+    def _shape(self) -> tuple[int, int, int]:
+        return (self.model.channels, 64, 64)
+
+
+def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
+    """Load a run folder written by :func:`untwine.train.train` (its latest checkpoint)."""
+    d = Path(run_dir)
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"{d} is not a run folder (no config.json); train one with `untwine train --out {d}`")
+    ckpt = checkpoint.find(d)
+    if ckpt is None:
+        raise FileNotFoundError(f"{d} has no checkpoint yet (the run has not saved one)")
+    config = RunConfig.from_json(d / "config.json")
+    meta = checkpoint.model_metadata(ckpt)
+    model = VAE(meta.get("arch", config.arch), int(meta.get("channels", 1)), int(meta.get("latents", config.latents)))
+    checkpoint.load_weights(ckpt, model)
+    model.to(device).eval()
+    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
+    return Run(d, config, model, summary)

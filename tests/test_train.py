@@ -1,0 +1,209 @@
+"""The trainer on tiny synthetic data: run folder contents, NaN policy, config checks, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from untwine import data, objectives
+from untwine.cli import main
+from untwine.train import RunConfig, load_run, train
+
+TINY = "tiny-squares"
+
+
+def squares() -> data.GroundTruthData:
+    """128 images: a white square at 8 x 8 positions in 2 sizes."""
+    fac = np.stack(np.meshgrid(np.arange(8), np.arange(8), np.arange(2), indexing="ij"), -1).reshape(-1, 3)
+    imgs = np.zeros((len(fac), 64, 64), np.uint8)
+    for i, (a, b, s) in enumerate(fac):
+        w = 8 + 8 * s
+        imgs[i, 4 + a * 6 : 4 + a * 6 + w, 4 + b * 6 : 4 + b * 6 + w] = 255
+    return data.from_arrays(imgs, fac, ["x", "y", "size"], name=TINY)
+
+
+if TINY not in data.names():
+    data.register(data.DatasetSpec(
+        TINY, ("x", "y", "size"), (8, 8, 2), ("arrays",),
+        load=lambda source, root: squares(), present=lambda source, root: True,
+    ))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convs run fastest (and most predictably on a shared machine) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(tmp_path, **kw) -> RunConfig:
+    base = dict(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3,
+                eval_images=16, log_every=2, device="cpu", out=str(tmp_path / "run"))
+    return RunConfig(**{**base, **kw})
+
+
+def test_run_folder_metrics_and_summary(tmp_path):
+    run = train(tiny(tmp_path), progress=False)
+    rows = [json.loads(ln) for ln in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in rows] == [
+        (0, "val"), (3, "train"), (3, "val"), (6, "train"), (6, "val")
+    ]
+    for r in rows:
+        assert {"loss", "rec", "kl", "kl_dims", "elbo", "tc"} <= set(r)
+        assert len(r["kl_dims"]) == 3 and math.isclose(sum(r["kl_dims"]), r["kl"], rel_tol=1e-4)
+        assert math.isclose(r["elbo"], -(r["rec"] + r["kl"]), rel_tol=1e-6)
+        assert r["rec"] > 0 and r["kl"] >= 0
+    s = json.loads((run.dir / "summary.json").read_text())
+    assert s["status"] == "finished" and s["steps"] == 6 and s["device"] == "cpu"
+    assert s["initial_val"] == {k: v for k, v in rows[0].items() if k not in ("step", "split")}
+    assert s["val"]["rec"] == rows[-1]["rec"] and s["train"]["loss"] == rows[-2]["loss"]
+    assert s["wall_time_s"] > 0 and s["images_per_s"] > 0
+    assert s["config"]["hparams"] == {"beta": 4.0} and s["config"]["eval_every"] == 3
+    assert {"untwine_version", "torch_version"} <= set(s)
+    assert RunConfig.from_json(run.dir / "config.json") == run.config
+    assert not run.model.training
+
+
+def test_train_with_explicit_data_records_its_name(tmp_path):
+    run = train(tiny(tmp_path, dataset="dsprites", steps=2), progress=False, data=squares())
+    assert run.config.dataset == TINY and run.config.source == "arrays"
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    cls = objectives.get("beta-vae")
+    orig = cls.terms
+
+    def terms(self, x, mu, logvar, z, logits, step):
+        t = orig(self, x, mu, logvar, z, logits, step)
+        return {**t, "loss": t["loss"] * float("nan")} if step >= 7 else t
+
+    monkeypatch.setattr(cls, "terms", terms)
+    cfg = tiny(tmp_path, steps=20, checkpoint_every=5, eval_every=10, log_every=2)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 8; the last good checkpoint \(step 5\)"):
+        train(cfg, progress=False)
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["status"] == "failed" and "step 8" in s["error"] and s["steps"] == 9  # detected at the next check
+    from untwine.train import checkpoint
+
+    assert checkpoint.load_state(checkpoint.find(tmp_path / "run"))["step"] == 5
+    assert all(torch.isfinite(p).all() for p in load_run(tmp_path / "run").model.parameters())
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"steps": 0}, r"steps must be an integer >= 1, got 0"),
+    ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+    ({"lr": -1.0}, r"lr must be a finite number > 0, got -1.0"),
+    ({"model": "nope"}, r"unknown model 'nope'; choose one of .*beta-vae"),
+    ({"arch": "resnet"}, r"unknown arch 'resnet'; choose one of conv64, mlp"),
+    ({"hparams": {"beta": -1.0}}, r"beta-vae: beta must be .*got -1.0"),
+    ({"hparams": {"gamma": 1.0}}, r"beta-vae does not take hyperparameter\(s\) gamma; it takes beta"),
+    ({"dataset": "nope"}, r"unknown dataset 'nope'"),
+    ({"source": "official"}, r"tiny-squares: unknown source 'official'; choose one of arrays"),
+    ({"device": "tpu"}, r"unknown device 'tpu'; choose one of auto, cpu, cuda"),
+    ({"val_fraction": 0.0}, r"val_fraction must be in \(0, 1\)"),
+    ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\), got 1.0"),
+])
+def test_config_validation_errors(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(tmp_path, **kw).validate()
+    assert not (tmp_path / "run").exists()  # nothing was done
+
+
+def test_min_batch_size_is_enforced(tmp_path):
+    big = [n for n in objectives.names() if objectives.get(n).min_batch_size > 1]
+    if not big:
+        pytest.skip("no registered objective needs batch_size > 1 yet")
+    need = objectives.get(big[0]).min_batch_size
+    with pytest.raises(ValueError, match=f"{big[0]} needs batch_size >= {need}, got 1"):
+        tiny(tmp_path, model=big[0], batch_size=1).validate()
+
+
+def test_resolved_fills_defaults():
+    cfg = RunConfig(model="beta_vae", steps=100_000).resolved(check_dataset=False)
+    assert cfg.model == "beta-vae" and cfg.hparams == {"beta": 4.0}
+    assert cfg.eval_every == 1000 and cfg.checkpoint_every == 5000
+    assert cfg.out == "runs/beta-vae-dsprites-seed0"
+    assert RunConfig(steps=40).resolved(check_dataset=False).eval_every == 2
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = RunConfig(dataset=TINY, model="beta-vae", hparams={"beta": 2.5}, steps=1234, lr=3e-4,
+                    out="x/y", eval_every=7, source="arrays")
+    p = tmp_path / "run.toml"
+    p.write_text(cfg.to_toml())
+    assert RunConfig.from_toml(p) == cfg
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_toml_errors(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('model = "vae"\nbeta = 4.0\n')
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) beta; .*\[hparams\]"):
+        RunConfig.from_toml(p)
+    p.write_text('steps = "many"\n')
+    with pytest.raises(ValueError, match="steps must be an integer, got 'many'"):
+        RunConfig.from_toml(p)
+    with pytest.raises(FileNotFoundError, match="missing.toml not found"):
+        RunConfig.from_toml(tmp_path / "missing.toml")
+
+
+def test_existing_run_folder_needs_resume(tmp_path):
+    train(tiny(tmp_path, steps=2), progress=False)
+    with pytest.raises(ValueError, match="already holds a run; pass resume=True"):
+        train(tiny(tmp_path, steps=2), progress=False)
+
+
+def test_load_run_encode_decode_sample(tmp_path):
+    train(tiny(tmp_path, steps=2), progress=False)
+    run = load_run(tmp_path / "run")
+    imgs = squares().images[:10]  # uint8 10 x 1 x 64 x 64
+    codes = run.encode(imgs)
+    assert codes.shape == (10, 3) and codes.dtype == np.float32
+    np.testing.assert_allclose(run.encode(imgs.float() / 255), codes, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run.encode(imgs.permute(0, 2, 3, 1).numpy()), codes, rtol=1e-5, atol=1e-6)
+    x = run.decode(codes)
+    assert x.shape == (10, 1, 64, 64) and x.min() >= 0 and x.max() <= 1
+    s = run.sample(4, seed=1)
+    assert s.shape == (4, 1, 64, 64) and np.array_equal(s, run.sample(4, seed=1))
+    assert run.summary["status"] == "finished" and len(run.metrics("val")) == 2
+    with pytest.raises(ValueError, match=r"images must be N x 1 x 64 x 64"):
+        run.encode(np.zeros((2, 3, 64, 64), np.float32))
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        load_run(tmp_path / "nowhere")
+
+
+def _cli(tmp_path, *extra):
+    return ["train", "--dataset", TINY, "--steps", "5", "--batch-size", "8", "--latents", "3",
+            "--eval-images", "16", "--device", "cpu", "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("model", objectives.names())
+def test_cli_trains_every_model(tmp_path, model, capsys):
+    out = tmp_path / model
+    assert main(_cli(tmp_path, "--model", model, "--out", str(out))) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "finished" and s["steps"] == 5 and s["config"]["model"] == model
+    assert math.isfinite(s["val"]["loss"]) and "tc" in s["val"]
+    assert "finished: 5 steps" in capsys.readouterr().out
+
+
+def test_cli_hparam_flags_and_toml_precedence(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text('model = "beta-vae"\nlr = 0.002\nsteps = 3\n[hparams]\nbeta = 2.0\n')
+    out = tmp_path / "r"
+    assert main(_cli(tmp_path, "--config", str(toml), "--beta", "8", "--out", str(out))) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["hparams"] == {"beta": 8.0} and cfg["lr"] == 0.002 and cfg["steps"] == 5
+    other = sorted({p for n in objectives.names() for p in objectives.get(n).params} - {"beta"})
+    if other:
+        flag = "--" + other[0].replace("_", "-")
+        assert main(_cli(tmp_path, "--model", "beta-vae", flag, "1", "--out", str(tmp_path / "x"))) == 2
+        assert f"{flag}: not a hyperparameter of beta-vae (it takes --beta)" in capsys.readouterr().err
+    assert main(_cli(tmp_path, "--model", "beta-vae", "--beta", "-1", "--out", str(tmp_path / "y"))) == 2
+    assert "beta must be" in capsys.readouterr().err and not (tmp_path / "y").exists()
