@@ -1,9 +1,87 @@
-"""`untwine evaluate` commands (being written)."""
+"""``untwine evaluate RUN_DIR``: score a trained run with the metric suite -> ``RUN_DIR/metrics.json``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from . import UserError
+
+
+def _parse_sizes(text: str | None) -> dict[str, Any]:
+    """``"num_train=1000,dci.num_test=500"`` -> ``{"num_train": 1000, "dci": {"num_test": 500}}``."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not val.strip().isdigit():
+            raise UserError(f"--sizes expects KEY=INT[,KEY=INT...], got {item!r}")
+        metric, dot, param = key.strip().rpartition(".")
+        if dot:
+            out.setdefault(metric.replace("-", "_"), {})[param] = int(val)
+        else:
+            out[param] = int(val)
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..metrics import evaluate
+
+    run_dir = Path(args.run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist; pass the folder `untwine train` wrote")
+    try:
+        from ..train import load_run  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise UserError(f"cannot load runs: untwine.train.load_run is unavailable ({e})") from e
+    r = load_run(run_dir)
+    cfg = r.config
+    from ..data import load
+
+    data = load(cfg.dataset, getattr(cfg, "source", None), getattr(cfg, "data_root", None))
+    result = evaluate(
+        r,
+        data,
+        metrics=args.metrics,
+        seed=args.seed,
+        progress=not args.no_progress,
+        sizes=_parse_sizes(args.sizes),
+        n_jobs=args.jobs,
+        dci_backend=args.dci_backend,
+    )
+    out = Path(args.output) if args.output else run_dir / "metrics.json"
+    out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    shown = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "seed"}
+    for k, v in shown.items():
+        print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
+    print(f"wrote {out}")
+    return 0
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run with the disentanglement metrics",
+        description="Compute MIG, SAP, modularity/explicitness, DCI, beta-VAE, FactorVAE and "
+        "Gaussian TC for a trained run (disentanglement_lib 1.5 protocol and sample sizes) "
+        "and write RUN_DIR/metrics.json.",
+    )
+    p.add_argument("run_dir", help="run folder written by `untwine train`")
+    p.add_argument("--metrics", default=None, help="comma list (default all): mig,sap,modularity,dci,beta_vae,factor_vae,gaussian_tc")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000")
+    p.add_argument("--dci-backend", choices=("exact", "fast"), default="exact", help="exact: the reference GradientBoostingClassifier (minutes); fast: histogram boosting, ~8x faster, approximate")
+    p.add_argument("--jobs", type=int, default=None, help="threads for the classifier fits (default all CPUs)")
+    p.add_argument("--output", default=None, help="where to write the JSON (default RUN_DIR/metrics.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

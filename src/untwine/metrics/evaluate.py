@@ -1,0 +1,200 @@
+"""The metric suite: ``evaluate(run_or_encoder, data) -> dict`` with the reference sample sizes.
+
+Sample sizes default to disentanglement_lib 1.5's ``unsupervised_study_v1`` metric configs
+(:data:`DEFAULT_SIZES`). One knowing difference in protocol: the array metrics (MIG, SAP,
+modularity/explicitness, DCI, Gaussian TC) share one pool of ``max(num_train)`` training and
+``max(num_test)`` test points, drawn and encoded once (the reference draws a fresh sample for each
+metric); each metric uses the first ``num_train``/``num_test`` rows. The two sampling scores draw
+their own points from independent streams of the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .beta_vae_score import beta_vae_score
+from .dci import dci
+from .factor_vae_score import factor_vae_score
+from .mig import mig
+from .mig_sampled import gaussian_total_correlation
+from .modularity import modularity_explicitness
+from .sap import sap
+from .utils import check_data, encode_factors
+
+METRICS = ("mig", "sap", "modularity", "dci", "beta_vae", "factor_vae", "gaussian_tc")
+
+DEFAULT_SIZES: dict[str, dict[str, int]] = {
+    "mig": {"num_train": 10000},
+    "sap": {"num_train": 10000, "num_test": 5000},
+    "modularity": {"num_train": 10000, "num_test": 5000},
+    "dci": {"num_train": 10000, "num_test": 5000},
+    "beta_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+    "factor_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000, "num_variance_estimate": 10000},
+    "gaussian_tc": {"num_train": 10000},
+}
+
+
+def resolve_sizes(sizes: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    """Merge overrides into :data:`DEFAULT_SIZES`.
+
+    ``sizes`` maps a metric name to ``{param: value}``, or a parameter name (``num_train``,
+    ``num_test``, ``num_eval``, ``batch_size``, ``num_variance_estimate``) to a value applied to
+    every metric that has it; per-metric entries win.
+    """
+    out = {m: dict(v) for m, v in DEFAULT_SIZES.items()}
+    params = {p for v in DEFAULT_SIZES.values() for p in v}
+    for key, val in (sizes or {}).items():
+        if key in METRICS:
+            continue
+        if key not in params:
+            raise ValueError(
+                f"unknown size {key!r}; use a metric name ({', '.join(METRICS)}) or one of "
+                f"{', '.join(sorted(params))}"
+            )
+        for m in out.values():
+            if key in m:
+                m[key] = int(val)
+    for key, val in (sizes or {}).items():
+        if key in METRICS:
+            for p, v in dict(val).items():
+                if p not in out[key]:
+                    raise ValueError(f"{key} has no size {p!r}; it has {', '.join(out[key])}")
+                out[key][p] = int(v)
+    for m, v in out.items():
+        for p, n in v.items():
+            if n < 1:
+                raise ValueError(f"{m}.{p} must be >= 1, got {n}")
+    return out
+
+
+def _encoder(run_or_encoder: Any) -> Callable[[Any], Any]:
+    enc = getattr(run_or_encoder, "encode", None)
+    if callable(enc):
+        return enc
+    if callable(run_or_encoder):
+        return run_or_encoder
+    raise ValueError(
+        "run_or_encoder must be a callable encode(observations) -> n x D codes, or a run with "
+        f".encode; got {type(run_or_encoder).__name__}"
+    )
+
+
+def _parse_metrics(metrics: Iterable[str] | str | None) -> list[str]:
+    if metrics is None:
+        return list(METRICS)
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    names = [m.strip().lower().replace("-", "_") for m in metrics]
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    if not names:
+        raise ValueError(f"no metric selected; choose from {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def evaluate(
+    run_or_encoder: Any,
+    data: Any,
+    metrics: Iterable[str] | str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    sizes: Mapping[str, Any] | None = None,
+    n_jobs: int | None = None,
+    chunk_size: int = 4096,
+    dci_backend: str = "exact",
+) -> dict[str, Any]:
+    """Compute the metric suite for an encoder on ground-truth ``data``.
+
+    Args:
+        run_or_encoder: ``encode(observations) -> n x D`` mean codes (numpy or torch), or an object
+            with such an ``.encode`` (a run from ``untwine.train.load_run``).
+        data: a :class:`~untwine.data.GroundTruthData` or any object with ``factor_sizes``,
+            ``num_factors``, ``sample_factors(n, rng)``, ``observations_from_factors(f, rng)``.
+        metrics: subset of :data:`METRICS` (list or comma-separated string); default all.
+        seed: seeds every random draw (results are reproducible for a fixed seed and sizes).
+        progress: show a progress bar (tqdm) on stderr.
+        sizes: sample-size overrides, see :func:`resolve_sizes`.
+        n_jobs: threads for the per-factor/per-pair fits (``None``: all CPUs).
+        chunk_size: observations encoded per call of ``encode``.
+        dci_backend: ``"exact"`` (the reference estimator; minutes at standard sizes) or
+            ``"fast"`` (approximation, ~8x faster; see :func:`untwine.metrics.dci`).
+
+    Returns:
+        Flat dict of floats: ``mig``, ``sap``, ``modularity``, ``explicitness`` (test),
+        ``explicitness_train``, ``dci_disentanglement``, ``dci_completeness``,
+        ``dci_informativeness`` (test accuracy), ``dci_informativeness_train``, ``beta_vae_score``
+        (eval accuracy), ``beta_vae_train``, ``factor_vae_score`` (eval accuracy),
+        ``factor_vae_train``, ``factor_vae_active_dims``, ``gaussian_tc`` (nats) for the selected
+        metrics, plus ``timings_s`` (seconds per metric, ``encode`` for the shared pool),
+        ``seed`` and ``sizes``.
+    """
+    check_data(data)
+    encode = _encoder(run_or_encoder)
+    names = _parse_metrics(metrics)
+    sz = resolve_sizes(sizes)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    out: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    array_metrics = [m for m in names if m in ("mig", "sap", "modularity", "dci", "gaussian_tc")]
+    steps = (1 if array_metrics else 0) + len(names)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc="evaluate", disable=not progress, unit="step")
+    try:
+        if array_metrics:
+            bar.set_postfix_str("encode")
+            t = time.perf_counter()
+            n_tr = max(sz[m]["num_train"] for m in array_metrics)
+            n_te = max([sz[m].get("num_test", 0) for m in array_metrics] + [0])
+            f_pool = data.sample_factors(n_tr + n_te, streams[0])
+            z_pool = encode_factors(data, encode, f_pool, streams[0], chunk_size)
+            ztr, ftr, zte, fte = z_pool[:n_tr], f_pool[:n_tr], z_pool[n_tr:], f_pool[n_tr:]
+            timings["encode"] = time.perf_counter() - t
+            bar.update(1)
+        for name in names:
+            bar.set_postfix_str(name)
+            t = time.perf_counter()
+            s = sz[name]
+            if name == "mig":
+                out["mig"] = mig(ztr[: s["num_train"]], ftr[: s["num_train"]])["mig"]
+            elif name == "gaussian_tc":
+                out["gaussian_tc"] = gaussian_total_correlation(ztr[: s["num_train"]])
+            elif name in ("sap", "modularity", "dci"):
+                args = (ztr[: s["num_train"]], ftr[: s["num_train"]], zte[: s["num_test"]], fte[: s["num_test"]])
+                if name == "sap":
+                    out["sap"] = sap(*args, n_jobs=n_jobs)["sap"]
+                elif name == "modularity":
+                    r = modularity_explicitness(*args, n_jobs=n_jobs)
+                    out["modularity"] = r["modularity"]
+                    out["explicitness"] = r["explicitness_test"]
+                    out["explicitness_train"] = r["explicitness_train"]
+                else:
+                    r = dci(*args, n_jobs=n_jobs, backend=dci_backend)
+                    out["dci_disentanglement"] = r["disentanglement"]
+                    out["dci_completeness"] = r["completeness"]
+                    out["dci_informativeness"] = r["informativeness_test"]
+                    out["dci_informativeness_train"] = r["informativeness_train"]
+            elif name == "beta_vae":
+                r = beta_vae_score(data, encode, streams[1], chunk_size=chunk_size, **s)
+                out["beta_vae_score"] = r["eval_accuracy"]
+                out["beta_vae_train"] = r["train_accuracy"]
+            elif name == "factor_vae":
+                r = factor_vae_score(data, encode, streams[2], chunk_size=chunk_size, **s)
+                out["factor_vae_score"] = r["eval_accuracy"]
+                out["factor_vae_train"] = r["train_accuracy"]
+                out["factor_vae_active_dims"] = r["num_active_dims"]
+            timings[name] = time.perf_counter() - t
+            bar.update(1)
+    finally:
+        bar.close()
+    out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    out["seed"] = int(seed)
+    out["sizes"] = {m: sz[m] for m in names}
+    if "dci" in names:
+        out["dci_backend"] = dci_backend
+    return out

@@ -1,0 +1,69 @@
+"""The metric suite ``untwine.metrics.evaluate`` and the ``untwine evaluate`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from untwine.cli import main
+from untwine.metrics import DEFAULT_SIZES, evaluate, resolve_sizes
+
+from test_metrics import FakeData, make_encoder
+
+SMALL = {"num_train": 300, "num_test": 150, "num_eval": 100, "batch_size": 16, "num_variance_estimate": 300}
+
+
+def test_suite_small_all_keys_and_deterministic():
+    data = FakeData((3, 4, 5))
+    metrics = "mig,sap,modularity,beta_vae,factor_vae,gaussian_tc"
+    enc = make_encoder("noise", (3, 4, 5))
+    a = evaluate(enc, data, metrics=metrics, seed=3, progress=False, sizes=SMALL)
+    for key in ("mig", "sap", "modularity", "explicitness", "beta_vae_score", "factor_vae_score", "gaussian_tc"):
+        assert isinstance(a[key], float) and np.isfinite(a[key])
+    assert set(a["timings_s"]) == {"encode", "mig", "sap", "modularity", "beta_vae", "factor_vae", "gaussian_tc"}
+    assert a["sizes"]["mig"] == {"num_train": 300}
+    perfect = make_encoder("perfect", (3, 4, 5))
+    b = evaluate(perfect, data, metrics=metrics, seed=3, progress=False, sizes=SMALL)
+    c = evaluate(make_encoder("perfect", (3, 4, 5)), data, metrics=metrics, seed=3, progress=False, sizes=SMALL)
+    assert b["mig"] > a["mig"] + 0.5 and b["factor_vae_score"] > 0.9
+    assert {k: v for k, v in b.items() if k != "timings_s"} == {k: v for k, v in c.items() if k != "timings_s"}
+
+
+def test_suite_accepts_run_object_with_torch_codes():
+    enc = make_encoder("perfect", (3, 4, 5))
+
+    class Run:
+        def encode(self, x):
+            return torch.from_numpy(enc(x)).float()
+
+    r = evaluate(Run(), FakeData((3, 4, 5)), metrics=["mig"], progress=False, sizes=SMALL)
+    assert r["mig"] > 0.6 and set(r) == {"mig", "timings_s", "seed", "sizes"}
+
+
+def test_sizes_resolution_and_errors():
+    s = resolve_sizes({"num_train": 100, "dci": {"num_train": 50}})
+    assert s["mig"]["num_train"] == 100 and s["dci"]["num_train"] == 50
+    assert s["factor_vae"]["num_variance_estimate"] == DEFAULT_SIZES["factor_vae"]["num_variance_estimate"]
+    with pytest.raises(ValueError, match="unknown size 'num_points'"):
+        resolve_sizes({"num_points": 3})
+    with pytest.raises(ValueError, match="mig has no size 'num_test'"):
+        resolve_sizes({"mig": {"num_test": 3}})
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) irs"):
+        evaluate(lambda x: x, FakeData(), metrics="mig,irs", progress=False)
+    with pytest.raises(ValueError, match="run_or_encoder must be a callable"):
+        evaluate(42, FakeData(), progress=False)
+
+
+def test_cli_missing_run_dir(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_bad_sizes(tmp_path, capsys):
+    from untwine.cli.evaluate import _parse_sizes
+    from untwine.cli import UserError
+
+    assert _parse_sizes("num_train=10,dci.num_test=5") == {"num_train": 10, "dci": {"num_test": 5}}
+    with pytest.raises(UserError, match="--sizes expects KEY=INT"):
+        _parse_sizes("num_train=ten")
