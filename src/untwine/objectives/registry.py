@@ -18,10 +18,13 @@ def register(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
+_MODULES = ("vae", "beta_vae", "annealed_vae", "factor_vae", "beta_tcvae", "dip_vae")
+
+
 def _ensure_loaded() -> None:
     import importlib
 
-    for mod in ("vae", "beta_vae", "annealed_vae", "factor_vae", "beta_tcvae", "dip_vae"):
+    for mod in _MODULES:
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as e:  # pragma: no cover - only while an objective is missing
@@ -38,8 +41,10 @@ def get(name: str) -> type[Objective]:
 
 
 def names() -> list[str]:
+    """Registered names, in the order of ``_MODULES`` (stable, whatever was imported first)."""
     _ensure_loaded()
-    return list(_REGISTRY)
+    order = {m: i for i, m in enumerate(_MODULES)}
+    return sorted(_REGISTRY, key=lambda n: (order.get(_REGISTRY[n].__module__.rsplit(".", 1)[-1], 99), n))
 
 
 def build(name: str, *, dataset_size: int, latents: int, **hparams: Any) -> Objective:
