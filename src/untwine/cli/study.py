@@ -1,9 +1,78 @@
-"""`untwine study` commands (being written)."""
+"""`untwine sweep STUDY.toml --out DIR` and `untwine report DIR`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "sweep",
+        help="run every run of a study file (train + evaluate), then write results.csv",
+        description="Run a study: every dataset x model x grid point x seed. Re-running the same "
+        "command skips finished runs and resumes interrupted ones; a failed run is recorded in "
+        "<run>/failed.json and the others go on.",
+    )
+    p.add_argument("study", help="study file (.toml), e.g. studies/tiny.toml")
+    p.add_argument("--out", required=True, help="sweep folder (one sub-folder per run)")
+    p.add_argument("--backend", default="local", help="where runs execute: local (default) or ray")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs in parallel (default: one per two CPU cores, 1 with a GPU)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a study value, e.g. --set train.steps=50 (TOML syntax; repeatable)")
+    p.add_argument("--report", action="store_true", help="write DIR/report.html afterwards")
+    p.add_argument("--quiet", action="store_true", help="no live progress view")
+    p.set_defaults(func=run_sweep)
+
+    r = sub.add_parser("report", help="write DIR/report.html (tables + figures) for a sweep folder")
+    r.add_argument("dir", help="sweep folder written by `untwine sweep`")
+    r.add_argument("--output", default=None, help="HTML file to write (default DIR/report.html)")
+    r.set_defaults(func=run_report)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.steps=50", "eval.sizes={mig=100}"]`` -> ``{"train": {"steps": 50}, ...}``."""
+    from ..studies.study import tomllib
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.steps=50")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()  # a bare word: a string
+        out.setdefault(section, {})[name] = parsed
+    return out
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from ..studies import load_study, sweep
+
+    study = load_study(args.study, overrides=parse_overrides(args.overrides))
+    res = sweep(study, args.out, backend=args.backend, jobs=args.jobs, progress=not args.quiet)
+    n_failed = res.count("failed")
+    print(
+        f"{len(res.outcomes)} runs: {res.count('finished')} finished now, {res.count('skipped')} "
+        f"already done, {n_failed} failed -> {res.out / 'results.csv'}"
+    )
+    for o in res.outcomes:
+        if o.status == "failed":
+            print(f"  FAILED {o.name}: {o.error}", file=sys.stderr)
+    if args.report:
+        from ..report import write_report
+
+        print(f"report: {write_report(res.out)}")
+    return 1 if n_failed else 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    path = write_report(args.dir, output=args.output)
+    print(f"report: {path}")
+    return 0

@@ -1,0 +1,37 @@
+"""Sweep backends: where :func:`untwine.studies.sweep.execute_run` runs.
+
+A backend is a function ``run_all(specs, jobs, on_start=None, on_done=None) -> list[RunOutcome]``
+that calls ``execute_run(spec)`` once per spec (anywhere: this process, a process pool, a cluster),
+calls ``on_start(spec)`` / ``on_done(outcome)`` in the driver process, and returns the outcomes in
+``specs`` order. All run logic (skip, resume, failure records) lives in ``execute_run``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+# name -> module defining run_all (imported on demand: optional backends need extra packages)
+BACKENDS: dict[str, str] = {
+    "local": "untwine.studies.backends.local",
+    "ray": "untwine.studies.backends.ray",
+}
+
+
+def names() -> list[str]:
+    return list(BACKENDS)
+
+
+def get(name: str) -> Callable:
+    """The ``run_all`` function of backend ``name``."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        module = importlib.import_module(BACKENDS[name])
+    except ModuleNotFoundError as e:
+        if e.name == BACKENDS[name]:
+            raise ValueError(f"backend {name!r} is not available in this version") from None
+        raise ValueError(
+            f"backend {name!r} needs the package {e.name!r}: pip install 'untwine[{name}]'"
+        ) from None
+    return module.run_all

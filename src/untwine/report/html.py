@@ -1,0 +1,404 @@
+"""``untwine report DIR``: one self-contained HTML page (PNG figures embedded as base64) with the
+study's settings, a learning check, every table, every figure, failures and the environment.
+Tables are also written to ``DIR/tables/*.{csv,md}`` and figures to ``DIR/figures/*.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any, Callable
+
+from ..studies.results import collect
+from ..studies.study import Study, format_value, load_sweep_study
+from . import figures as F
+from . import tables as T
+from .tables import Stat, Table, fmt
+
+TEMPLATE = Path(__file__).with_name("template.html")
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Report:
+    study: Study
+    root: Path
+    rows: list[dict[str, Any]]
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # problems drawing figures etc.
+    learning: Table | None = None
+    headline: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- learning check
+def learning_check(rep: Report) -> None:
+    """Rec at step 0 vs final (validation) and MIG vs an untrained encoder, per model setting."""
+    hps = T.hp_columns(rep.rows)
+    has_mig = any(isinstance(r.get("mig"), float) for r in rep.rows)
+    t = Table("learning", "Did the models learn?",
+              "Validation reconstruction error (nats per image) of the untrained model at step 0 and "
+              "at the end of training; MIG of the trained encoders and of an untrained encoder with "
+              "the same architecture and seed (evaluated with the same metric settings).",
+              ["dataset", "model", "setting", "rec at step 0", "rec final", "final / start"]
+              + (["MIG", "MIG untrained"] if has_mig else []))
+    ratios, migs = [], []
+    for key, grp in T.group(rep.rows, hps):
+        start, end = [], []
+        for r in grp:
+            s = _read_json(rep.root / r["run"] / "summary.json") or {}
+            a = (s.get("initial_val") or {}).get("rec")
+            b = (s.get("val") or {}).get("rec")
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                start.append(a)
+                end.append(b)
+        s0, s1 = Stat.of(start), Stat.of(end)
+        ratio = s1.mean / s0.mean if s0 and s1 and s0.mean > 0 else None
+        if ratio is not None:
+            ratios.append(ratio)
+        row = [key[0], key[1], T.setting_label(key, hps), s0, s1, f"{ratio:.3f}" if ratio is not None else ""]
+        if has_mig:
+            base = (_read_json(rep.root / "baseline" / key[0] / "metrics.json") or {}).get("mig")
+            m = Stat.of([r.get("mig") for r in grp])
+            row += [m, fmt(base) if isinstance(base, (int, float)) else "not computed"]
+            if m and isinstance(base, (int, float)):
+                migs.append((f"{key[1]} ({T.setting_label(key, hps)})", m.mean, base))
+        t.rows.append(row)
+    if t.rows:
+        rep.learning = t
+    if ratios:
+        span = f"{min(ratios):.1%}" if f"{min(ratios):.1%}" == f"{max(ratios):.1%}" else \
+            f"{min(ratios):.1%}–{max(ratios):.1%}"
+        rep.headline.append(
+            f"Validation reconstruction error at the end of training: {span} of its step-0 value "
+            f"({len(ratios)} model setting{'s' if len(ratios) != 1 else ''})."
+        )
+    if migs:
+        best = max(migs, key=lambda m: m[1])
+        rep.headline.append(
+            f"Best MIG {best[1]:.3f} ({best[0]}) vs {best[2]:.3f} for an untrained encoder; "
+            f"{sum(m > b for _, m, b in migs)} of {len(migs)} settings beat the untrained encoder."
+        )
+
+
+# ----------------------------------------------------------------------------- figures
+def _add(rep: Report, key: str, title: str, caption: str, make: Callable[[], Any]) -> None:
+    try:
+        fig = make()
+    except Exception as e:  # a figure that cannot be drawn is reported, not fatal
+        rep.notes.append(f"figure '{title}' could not be drawn: {type(e).__name__}: {e}")
+        traceback.print_exc()
+        return
+    if fig is not None:
+        rep.figures.append(Figure(key, title, caption, F.to_png(fig)))
+
+
+def representatives(rep: Report) -> dict[tuple[str, str], tuple[str, dict[str, Any], float]]:
+    """Per (dataset, model): the run (first seed) of the setting with the best mean MIG (the first
+    setting without MIG), with a label."""
+    hps = T.hp_columns(rep.rows)
+    best: dict[tuple[str, str], tuple[float, str, dict[str, Any]]] = {}
+    for key, grp in T.group(rep.rows, hps):
+        mig = Stat.of([r.get("mig") for r in grp])
+        score = mig.mean if mig else -math.inf
+        k = (key[0], key[1])
+        if k not in best or score > best[k][0]:
+            label = f"{key[1]} ({T.setting_label(key, hps)})" if T.setting_label(key, hps) != "default" else key[1]
+            best[k] = (score, label, min(grp, key=lambda r: r["seed"]))
+    return {k: (label, row, score) for k, (score, label, row) in best.items()}
+
+
+def draw_figures(rep: Report) -> None:
+    from untwine.data import load
+    from untwine.train import load_run
+
+    study, root, rows = rep.study, rep.root, rep.rows
+    hps = T.hp_columns(rows)
+    fin = [r for r in rows if r.get("status") == "finished"]
+    if not fin:
+        rep.notes.append("no finished runs: no figures")
+        return
+    opts = study.report
+    span = float(opts.get("traversal_range", 2.0))
+    reps = representatives(rep)
+    cfg_of = {name: kw for name, kw in study.expand()}
+
+    _add(rep, "loss_curves", "Loss curves",
+         "Training loss (running mean, solid) and validation loss (dashed, dots) in nats per image, "
+         "first seed of every setting; log scale.", lambda: F.loss_curves(fin, root, hps))
+    _add(rep, "kl_per_dim", "KL per latent dimension",
+         "Validation KL of each latent (sorted, largest first): how many latents the model uses.",
+         lambda: F.kl_per_dimension(fin, root, hps))
+
+    # per-run mean |latent| (only for models whose grid varies), needs the data and the runs
+    extra: dict[str, dict[str, float]] = {}
+    for ds in study.datasets:
+        kw = next(kw for name, kw in study.expand() if kw["dataset"] == ds)
+        try:
+            data = load(ds, kw.get("source"), kw.get("data_root"))
+        except Exception as e:
+            rep.notes.append(f"dataset {ds} could not be loaded for figures: {type(e).__name__}: {e}")
+            continue
+        ds_reps = [(label, row, score) for (d, _), (label, row, score) in reps.items() if d == ds]
+        loaded, scores = [], {}
+        for label, row, score in ds_reps:
+            try:
+                loaded.append((label, load_run(root / row["run"])))
+                scores[label] = score
+            except Exception as e:
+                rep.notes.append(f"run {row['run']} could not be loaded: {type(e).__name__}: {e}")
+        for label, run in loaded:
+            _add(rep, f"traversal_{ds}_{label}", f"Latent traversals: {ds}, {label}",
+                 f"Each row changes one latent of the input's mean code from -{span:g} to {span:g} "
+                 "(others fixed) and decodes it; rows sorted by validation KL (in brackets, nats). "
+                 "A disentangled latent moves one factor.",
+                 lambda run=run, label=label: F.traversals(run, data, f"{ds} / {label}", span=span))
+        if loaded:
+            _add(rep, f"reconstructions_{ds}", f"Reconstructions: {ds}",
+                 "Inputs (top row) and each model's reconstruction.",
+                 lambda: F.reconstructions(loaded, data))
+            factor = F.pick_factor(data, opts.get("cluster_factor"))
+            _add(rep, f"clusters_{ds}", f"Latent clusters: {ds}",
+                 f"Mean codes of sampled images on the two highest-KL latents, coloured by "
+                 f"'{data.factor_names[factor]}'.",
+                 lambda: F.latent_clusters(loaded, data, factor))
+            label, run = max(loaded, key=lambda lr: scores[lr[0]])  # the best-MIG model
+            _add(rep, f"beta_vae_construction_{ds}", f"How the beta-VAE score is built: {ds}",
+                 "Pairs of images share one factor (the others random); the beta-VAE score trains a "
+                 "linear classifier to predict the shared factor from the mean |z1 - z2| over a batch "
+                 "of pairs. Rows: fixed factor; columns: latents. A dark cell = that latent barely "
+                 f"changes when the factor is fixed (shown for {label}).",
+                 lambda: F.beta_vae_score_construction(run, data, f"{ds} / {label}"))
+        # mean |latent| of every run of models whose grid varies one hyperparameter
+        for r in fin:
+            if r["dataset"] != ds:
+                continue
+            same = [x for x in fin if x["dataset"] == ds and x["model"] == r["model"]]
+            if not any(len({x.get(h) for x in same}) > 1 for h in hps):
+                continue
+            try:
+                extra[r["run"]] = {"mean_abs_latent": F.mean_abs_latent(load_run(root / r["run"]), data)}
+            except Exception as e:
+                rep.notes.append(f"mean |latent| of {r['run']}: {type(e).__name__}: {e}")
+        del data
+
+    metrics = [m for m in T.SUITE if any(isinstance(r.get(m), float) for r in fin)]
+    _add(rep, "metric_vs_hparam", "Metrics vs hyperparameter",
+         "Each metric against the swept hyperparameter: mean ± std over seeds (line), seeds (dots).",
+         lambda: F.metric_vs_hparam(fin, metrics, extra))
+    if extra:
+        _add(rep, "mean_abs_latent", "Mean |latent| vs hyperparameter",
+             "Mean absolute value of the mean codes (512 images, all latents): stronger KL pressure "
+             "pulls codes towards 0.",
+             lambda: F.metric_vs_hparam(fin, ["mean_abs_latent"], extra, title="mean |latent| vs hyperparameter"))
+    for ds in study.datasets:
+        groups = []
+        for key, grp in T.group([r for r in fin if r["dataset"] == ds], hps):
+            label = key[1] if T.setting_label(key, hps) == "default" else f"{key[1]}\n{T.setting_label(key, hps)}"
+            groups.append((label, {m: [r[m] for r in grp if isinstance(r.get(m), float)] for m in metrics}))
+        base = _read_json(root / "baseline" / ds / "metrics.json")
+        _add(rep, f"metrics_{ds}", f"Metrics per model: {ds}",
+             "Each metric per model setting (bar: mean over seeds, dots: seeds); dashed line: the same "
+             "metric for an untrained encoder.",
+             lambda groups=groups, base=base: F.metrics_by_model(groups, base, metrics, f"metrics on {ds}"))
+
+
+# ----------------------------------------------------------------------------- environment
+def environment(rep: Report) -> list[tuple[str, str]]:
+    import numpy
+    import torch
+
+    from untwine import __version__
+
+    sums = [_read_json(rep.root / r["run"] / "summary.json") or {} for r in rep.rows]
+    train_s = sum(float(s.get("wall_time_s") or 0) for s in sums)
+    evals = [_read_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
+    eval_s = sum(float(e.get("wall_time_s") or 0) for e in evals)
+    devices = sorted({str(s.get("device") or (s.get("config") or {}).get("device", "")) for s in sums} - {""})
+    log = [json.loads(line) for line in (rep.root / "sweep_log.jsonl").read_text().splitlines()
+           if line.strip()] if (rep.root / "sweep_log.jsonl").is_file() else []
+    env = [
+        ("untwine", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("numpy", numpy.__version__),
+        ("platform", platform.platform()),
+        ("CPU cores", str(__import__("os").cpu_count())),
+        ("CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"),
+        ("run device setting", ", ".join(devices) or "unknown"),
+        ("training wall time (sum over runs)", f"{train_s:.0f} s"),
+        ("evaluation wall time (sum over runs)", f"{eval_s:.0f} s"),
+    ]
+    if log:
+        last = log[-1]
+        env.append(("sweeps", f"{len(log)} invocation(s); last: {last['time']}, backend {last['backend']}, "
+                              f"{last['jobs']} job(s), {last['wall_time_s']:.0f} s wall"))
+    env.append(("report written", time.strftime("%Y-%m-%d %H:%M:%S")))
+    return env
+
+
+# ----------------------------------------------------------------------------- HTML
+CSS = """
+:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg2:#f6f8fa; --accent:#0969da; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif;
+       color: var(--fg); margin: 0; background: #fff; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 64px; }
+h1 { font-size: 28px; margin: 0 0 4px; }
+h2 { font-size: 21px; margin: 36px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 16px; margin: 22px 0 6px; }
+p.sub { color: var(--muted); margin: 0 0 16px; }
+nav { background: var(--bg2); border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; margin: 12px 0; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
+.headline { background: #ddf4ff; border: 1px solid #b6e3ff; border-radius: 6px; padding: 10px 16px; }
+.headline li { margin: 2px 0; }
+.warn { background: #fff8c5; border: 1px solid #eed888; border-radius: 6px; padding: 8px 14px; }
+table { border-collapse: collapse; font-size: 13.5px; margin: 6px 0 4px; }
+table.data th, table.data td, table.kv th, table.kv td { border: 1px solid var(--line); padding: 4px 9px; }
+table.data th { background: var(--bg2); text-align: left; font-weight: 600; }
+table.data tbody tr:nth-child(even) { background: #fbfcfd; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.kv th { background: var(--bg2); text-align: left; font-weight: 600; width: 260px; }
+.scroll { overflow-x: auto; }
+.caption { color: var(--muted); font-size: 13px; margin: 2px 0 6px; max-width: 900px; }
+figure { margin: 18px 0 28px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; max-width: 900px; }
+figcaption b { color: var(--fg); }
+pre { background: var(--bg2); border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px;
+      overflow-x: auto; font-size: 12.5px; }
+details summary { cursor: pointer; color: var(--accent); }
+"""
+
+
+def _kv(pairs: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in pairs)
+    return f'<table class="kv">{rows}</table>'
+
+
+def _table_html(t: Table) -> str:
+    return (f'<h3 id="t-{t.key}">{html.escape(t.title)}</h3><p class="caption">{html.escape(t.caption)}</p>'
+            f'<div class="scroll">{t.to_html()}</div>')
+
+
+def render(rep: Report) -> str:
+    s = rep.study
+    title = s.report.get("title") or f"Study {s.name}"
+    n_fin = sum(r["status"] == "finished" for r in rep.rows)
+    n_fail = sum(r["status"] == "failed" for r in rep.rows)
+    models = "; ".join(
+        m.name + (" (" + ", ".join(f"{k} ∈ {{{', '.join(format_value(v) for v in vs)}}}" for k, vs in m.grid.items()) + ")"
+                  if m.grid else "")
+        for m in s.models)
+    settings = [
+        ("study", s.name + (f" — {s.description}" if s.description else "")),
+        ("datasets", ", ".join(s.datasets)),
+        ("models", models),
+        ("seeds", ", ".join(map(str, s.seeds))),
+        ("training", ", ".join(f"{k}={v}" for k, v in s.train.items()) or "defaults"),
+        ("evaluation", "metrics: " + (", ".join(s.metrics) if s.metrics else "full suite")
+         + (f"; sizes: {json.dumps(s.sizes)}" if s.sizes else "; reference sample sizes")),
+        ("runs", f"{len(rep.rows)} ({n_fin} finished, {n_fail} failed, "
+                 f"{len(rep.rows) - n_fin - n_fail} not finished)"),
+    ]
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="sub">untwine report for <code>{html.escape(str(rep.root))}</code></p>']
+    nav = [("settings", "Settings"), ("learning", "Learning check"), ("tables", "Tables"),
+           ("figures", "Figures"), ("failures", "Failures"), ("environment", "Environment")]
+    parts.append("<nav>" + "".join(f'<a href="#{a}">{b}</a>' for a, b in nav) + "</nav>")
+    if rep.headline:
+        parts.append('<div class="headline"><ul>' + "".join(f"<li>{html.escape(h)}</li>" for h in rep.headline)
+                     + "</ul></div>")
+    parts.append('<h2 id="settings">Settings</h2>' + _kv(settings))
+    if s.text:
+        parts.append(f"<details><summary>study file</summary><pre>{html.escape(s.text)}</pre></details>")
+    parts.append('<h2 id="learning">Learning check</h2>')
+    parts.append(_table_html(rep.learning) if rep.learning else "<p>No finished runs yet.</p>")
+    parts.append('<h2 id="tables">Tables</h2>')
+    shown = [t for t in rep.tables if t.key != "failures"]
+    parts += [_table_html(t) for t in shown] or ["<p>No finished runs yet.</p>"]
+    parts.append('<h2 id="figures">Figures</h2>')
+    if rep.figures:
+        parts.append("<p>" + " · ".join(f'<a href="#f-{i}">{html.escape(f.title)}</a>'
+                                        for i, f in enumerate(rep.figures)) + "</p>")
+    for i, f in enumerate(rep.figures):
+        b64 = base64.b64encode(f.png).decode("ascii")
+        parts.append(f'<figure id="f-{i}"><img alt="{html.escape(f.title)}" src="data:image/png;base64,{b64}">'
+                     f"<figcaption><b>{html.escape(f.title)}.</b> {html.escape(f.caption)}</figcaption></figure>")
+    if not rep.figures:
+        parts.append("<p>No figures.</p>")
+    parts.append('<h2 id="failures">Failures</h2>')
+    fail = next((t for t in rep.tables if t.key == "failures"), None)
+    parts.append(_table_html(fail) if fail else "<p>Every run finished.</p>")
+    if rep.notes:
+        parts.append('<div class="warn"><b>Report notes</b><ul>'
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in rep.notes) + "</ul></div>")
+    parts.append('<h2 id="environment">Environment</h2>' + _kv(environment(rep)))
+    body = "\n".join(parts)
+    tpl = Template(TEMPLATE.read_text(encoding="utf-8")) if TEMPLATE.is_file() else Template(_FALLBACK)
+    return tpl.substitute(title=html.escape(title), css=CSS, body=body)
+
+
+_FALLBACK = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title><style>$css</style></head>
+<body><main>
+$body
+</main></body></html>
+"""
+
+
+def build_report(root: str | Path, figures: bool | None = None) -> Report:
+    """Collect a sweep folder's results and build the tables and figures (no files written)."""
+    r = Path(root)
+    study = load_sweep_study(r)
+    rows = collect(study, r)
+    rep = Report(study, r, rows, tables=T.all_tables(rows))
+    learning_check(rep)
+    if figures if figures is not None else study.report.get("figures", True):
+        draw_figures(rep)
+    return rep
+
+
+def write_report(root: str | Path, output: str | Path | None = None, figures: bool | None = None) -> Path:
+    """Write ``root/report.html`` (or ``output``), ``root/tables/*.csv|md`` and ``root/figures/*.png``;
+    return the HTML path."""
+    rep = build_report(root, figures)
+    r = Path(root)
+    (r / "tables").mkdir(exist_ok=True)
+    for t in rep.tables + ([rep.learning] if rep.learning else []):
+        (r / "tables" / f"{t.key}.csv").write_text(t.to_csv(), encoding="utf-8")
+        (r / "tables" / f"{t.key}.md").write_text(t.to_markdown(), encoding="utf-8")
+    if rep.figures:
+        (r / "figures").mkdir(exist_ok=True)
+        for f in rep.figures:
+            (r / "figures" / f"{_slug(f.key)}.png").write_bytes(f.png)
+    out = Path(output) if output is not None else r / "report.html"
+    out.write_text(render(rep), encoding="utf-8")
+    return out
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)

@@ -1,0 +1,188 @@
+"""Collect a sweep's run folders into ``results.csv`` (deterministic) and ``timings.csv``.
+
+``results.csv`` has one row per run in the study's run order and only quantities that the runs
+determine (settings, status, final validation losses, metrics): no timings, paths or dates, and
+floats written with 6 significant digits, so two backends' files can be compared byte for byte.
+Columns: ``run, dataset, model, <hyperparameters>, seed, status, error, val_<term>..., <metric>...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .study import Study, format_value
+
+# Preferred column orders; anything else follows alphabetically.
+VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "d_real", "d_perm", "d_loss"]
+METRIC_ORDER = [
+    "mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
+    "dci_informativeness", "sap", "modularity", "explicitness", "gaussian_tc",
+]
+SKIP_METRIC_KEYS = {"timings_s", "sizes", "seed", "metrics", "encoder", "dci_backend"}
+FIXED = ["run", "dataset", "model"]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _scalars(d: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric scalar entries of a (nested) dict, flattened with ``_``; lists are dropped."""
+    out: dict[str, float] = {}
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out[prefix + str(k)] = float(v)
+        elif isinstance(v, dict):
+            out.update(_scalars(v, prefix + str(k) + "_"))
+    return out
+
+
+def metric_values(metrics_json: Any) -> dict[str, float]:
+    """The metric numbers of a ``metrics.json`` (timings and settings left out)."""
+    if not isinstance(metrics_json, dict):
+        return {}
+    return _scalars({k: v for k, v in metrics_json.items() if k not in SKIP_METRIC_KEYS})
+
+
+def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """One results row (values unformatted: floats, ints, strings)."""
+    d = root / name
+    row: dict[str, Any] = {"run": name, "dataset": kw["dataset"], "model": kw["model"]}
+    for hp in study.hparam_names():
+        row[hp] = kw["hparams"].get(hp)
+    row["seed"] = kw["seed"]
+    summary = _read_json(d / "summary.json") or {}
+    metrics = _read_json(d / "metrics.json")
+    failed = _read_json(d / "failed.json")
+    if failed is not None:
+        row["status"] = "failed"
+        row["error"] = f"{failed.get('stage', '')}: {failed.get('error', '')}".splitlines()[0]
+    elif summary.get("status") == "finished" and metrics is not None:
+        row["status"] = "finished"
+        row["error"] = ""
+    else:
+        row["status"] = "missing" if not summary else "incomplete"
+        row["error"] = ""
+    for k, v in _scalars(summary.get("val")).items():
+        row[f"val_{k}"] = v
+    row.update(metric_values(metrics))
+    return row
+
+
+def collect(study: Study, root: str | os.PathLike) -> list[dict[str, Any]]:
+    """One row per run of ``study`` (study order), read from the run folders under ``root``."""
+    r = Path(root)
+    return [run_row(study, r, name, kw) for name, kw in study.expand()]
+
+
+def _ordered(keys: Iterable[str], order: list[str]) -> list[str]:
+    keys = set(keys)
+    return [k for k in order if k in keys] + sorted(keys - set(order))
+
+
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Column order: fixed settings, hyperparameters, seed/status/error, val_*, metrics."""
+    if not rows:
+        return FIXED + ["seed", "status", "error"]
+    first = list(rows[0])
+    hps = first[len(FIXED): first.index("seed")]
+    all_keys = {k for row in rows for k in row}
+    val = [f"val_{k}" for k in _ordered((k[4:] for k in all_keys if k.startswith("val_")), VAL_ORDER)]
+    fixed = set(FIXED) | set(hps) | {"seed", "status", "error"} | set(val)
+    metrics = _ordered((k for k in all_keys if k not in fixed), METRIC_ORDER)
+    return FIXED + hps + ["seed", "status", "error"] + val + metrics
+
+
+def format_cell(v: Any, column: str = "") -> str:
+    """Deterministic text for a value: floats with 6 significant digits, ``nan``, empty for None."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if column and not column.startswith("val_") and column not in METRIC_ORDER:
+            return format_value(v)  # hyperparameters: as in folder names
+        s = f"{v:.6g}"
+        return "0" if s == "-0" else s
+    return str(v)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    cols = columns(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    hp_cols = set(cols[len(FIXED): cols.index("seed")])
+    for row in rows:
+        w.writerow([format_cell(row.get(c), c if c in hp_cols else "") for c in cols])
+    return buf.getvalue()
+
+
+def write_results(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write ``results.csv`` atomically; returns its path."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".partial")
+    tmp.write_text(to_csv(rows), encoding="utf-8")
+    os.replace(tmp, p)
+    return p
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read ``results.csv`` back: numbers as float (seed as int), empty cells as None."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for rec in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for k, v in rec.items():
+                if k in ("run", "dataset", "model", "status", "error"):
+                    row[k] = v
+                elif k == "seed":
+                    row[k] = int(v)
+                else:
+                    row[k] = float(v) if v != "" else None
+            rows.append(row)
+    return rows
+
+
+def write_timings(study: Study, root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``timings.csv``: run, status, train and evaluation wall time (s), images/s, folder."""
+    r = Path(root)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["run", "status", "steps", "train_wall_s", "images_per_s", "eval_wall_s", "dir"])
+    for name, _ in study.expand():
+        d = r / name
+        s = _read_json(d / "summary.json") or {}
+        e = _read_json(d / "eval_time.json") or {}
+        status = "failed" if (d / "failed.json").is_file() else s.get("status", "missing")
+        w.writerow([
+            name, status, s.get("steps", ""),
+            _num(s.get("wall_time_s")), _num(s.get("images_per_s")), _num(e.get("wall_time_s")),
+            str(d.resolve()),
+        ])
+    p = Path(path)
+    p.write_text(buf.getvalue(), encoding="utf-8")
+    return p
+
+
+def _num(v: Any) -> str:
+    return f"{float(v):.3f}" if isinstance(v, (int, float)) else ""

@@ -1,0 +1,480 @@
+"""Study files: one TOML file -> a deterministic list of runs (:class:`~untwine.train.RunConfig`).
+
+A study crosses datasets x models (each with a hyperparameter grid) x seeds. Every run gets a
+folder named by its settings, e.g. ``dsprites/beta-vae/beta=4/seed=0``. The file format is
+described in ``docs/studies.md``; :func:`load_study` validates it and names the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Keys each section accepts (the [train] section accepts RunConfig's fields, checked against it).
+STUDY_KEYS = {"name": str, "datasets": list, "seeds": list, "description": str}
+EVAL_KEYS = {"metrics": list, "sizes": dict, "seed": int, "dci_backend": str}
+MODEL_KEYS = {"name": str, "grid": dict, "train": dict}
+REPORT_KEYS = {
+    "title": str,  # page title (default: the study name)
+    "cluster_factor": str,  # factor that colours the latent-cluster figure (default: shape/digit/first)
+    "traversal_range": float,  # latent traversal goes from -r to r (default 2.0)
+    "baseline": bool,  # evaluate an untrained encoder per dataset for comparison (default true)
+    "figures": bool,  # draw figures (default true)
+}
+# RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
+RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
+
+
+class StudyError(ValueError):
+    """A study file is invalid; the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """One ``[[models]]`` entry: an objective name, its grid (``name -> values``), train overrides."""
+
+    name: str
+    grid: dict[str, list[float]] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> list[dict[str, float]]:
+        """Every grid point as ``{hparam: value}``, keys sorted, values in file order."""
+        keys = sorted(self.grid)
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study file. ``runs()`` expands it; ``run_names()`` gives the folder names."""
+
+    name: str
+    datasets: list[str]
+    seeds: list[int]
+    models: list[ModelGrid]
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+    text: str = ""  # the TOML source (copied into the sweep folder)
+
+    @property
+    def metrics(self) -> list[str] | None:
+        """Metric names to compute (``None``: the full suite)."""
+        return self.eval.get("metrics")
+
+    @property
+    def sizes(self) -> dict[str, Any]:
+        """Metric sample-size overrides handed to :func:`untwine.metrics.evaluate`."""
+        return dict(self.eval.get("sizes", {}))
+
+    @property
+    def eval_seed(self) -> int:
+        return int(self.eval.get("seed", 0))
+
+    @property
+    def dci_backend(self) -> str:
+        return str(self.eval.get("dci_backend", "exact"))
+
+    def hparam_names(self) -> list[str]:
+        """Every hyperparameter any model's grid sets, sorted (the results' columns)."""
+        return sorted({k for m in self.models for k in m.grid})
+
+    def expand(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(folder name, RunConfig keyword arguments)`` per run, in deterministic order:
+        datasets (file order) x models (file order) x grid points x seeds."""
+        out = []
+        for ds in self.datasets:
+            for m in self.models:
+                for hp in m.settings():
+                    for seed in self.seeds:
+                        kw = {**self.train, **m.train}
+                        kw.update(dataset=ds, model=m.name, hparams=dict(hp), seed=int(seed))
+                        out.append((run_name(ds, m.name, hp, seed), kw))
+        return out
+
+    def run_names(self) -> list[str]:
+        return [name for name, _ in self.expand()]
+
+    def runs(self, out: str | os.PathLike | None = None) -> list[Any]:
+        """One validated ``RunConfig`` per run; ``config.out`` is ``out / <folder name>``
+        (just the folder name when ``out`` is None)."""
+        from untwine.train import RunConfig
+
+        configs = []
+        for name, kw in self.expand():
+            kw = dict(kw, out=str(Path(out) / name) if out is not None else name)
+            cfg = RunConfig(**kw)
+            try:
+                cfg.validate()
+            except ValueError as e:
+                raise StudyError(f"{self._where()}: run {name}: {e}") from None
+            configs.append(cfg)
+        return configs
+
+    def _where(self) -> str:
+        return f"study {self.path}" if self.path else f"study {self.name!r}"
+
+
+def format_value(v: float | int) -> str:
+    """A hyperparameter value as it appears in folder names: ``4``, ``0.5``, ``0.001``, ``1e-05``."""
+    f = float(v)
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return repr(f)
+
+
+def run_name(dataset: str, model: str, hparams: Mapping[str, float], seed: int) -> str:
+    """Folder of one run relative to the sweep folder, e.g. ``dsprites/beta-vae/beta=4/seed=0``
+    (several hyperparameters: ``beta=4,gamma=10``; none: ``dsprites/vae/seed=0``)."""
+    parts = [dataset, model]
+    if hparams:
+        parts.append(",".join(f"{k}={format_value(hparams[k])}" for k in sorted(hparams)))
+    parts.append(f"seed={int(seed)}")
+    return "/".join(parts)
+
+
+# ---------------------------------------------------------------------------------- loading
+def load_study(
+    path: str | os.PathLike, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Study:
+    """Read and validate a study file.
+
+    Args:
+        path: the ``.toml`` file.
+        overrides: ``{section: {key: value}}`` applied on top of the file before validation
+            (``{"train": {"steps": 20}}``; ``"study"``, ``"train"``, ``"eval"``, ``"report"``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        StudyError (a ValueError): bad TOML, unknown key, wrong type, empty grid, unknown model,
+            or a hyperparameter the model does not take. The message names the key.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"study file {p} not found")
+    text = p.read_text(encoding="utf-8")
+    return parse_study(text, path=p, overrides=overrides)
+
+
+def parse_study(
+    text: str,
+    path: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Study:
+    """Validate study TOML ``text`` (see :func:`load_study`)."""
+    where = f"study {path}" if path else "study"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{where}: invalid TOML: {e}") from None
+    raw = copy.deepcopy(raw)
+    for section, values in (overrides or {}).items():
+        if section not in ("study", "train", "eval", "report"):
+            raise StudyError(f"{where}: cannot override section [{section}]")
+        raw.setdefault(section, {}).update(values)
+
+    _keys(raw, {"study", "train", "eval", "models", "report"}, where, "top level")
+    if "study" not in raw:
+        raise StudyError(f"{where}: missing [study] section (name, datasets, seeds)")
+    st = _table(raw["study"], where, "[study]")
+    _keys(st, set(STUDY_KEYS), where, "[study]")
+    _types(st, STUDY_KEYS, where, "study")
+    for key in ("name", "datasets"):
+        if key not in st:
+            raise StudyError(f"{where}: [study] needs {key!r}")
+    name = st["name"]
+    if not name or "/" in name:
+        raise StudyError(f"{where}: study.name must be a non-empty name without '/', got {name!r}")
+    datasets = _list_of(st["datasets"], str, where, "study.datasets")
+    _check_datasets(datasets, where)
+    seeds = _list_of(st.get("seeds", [0]), int, where, "study.seeds")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{where}: study.seeds has duplicates: {seeds}")
+
+    train = _train_section(_table(raw.get("train", {}), where, "[train]"), where, "train")
+    ev = _eval_section(_table(raw.get("eval", {}), where, "[eval]"), where)
+    rep = _table(raw.get("report", {}), where, "[report]")
+    _keys(rep, set(REPORT_KEYS), where, "[report]")
+    _types(rep, REPORT_KEYS, where, "report")
+
+    models_raw = raw.get("models")
+    if not models_raw:
+        raise StudyError(f"{where}: no [[models]]; add at least one, e.g. [[models]] name = \"beta-vae\"")
+    if not isinstance(models_raw, list):
+        raise StudyError(f"{where}: 'models' must be an array of tables ([[models]])")
+    models = [_model(m, i, where) for i, m in enumerate(models_raw)]
+    seen: set[tuple[str, tuple]] = set()
+    for m in models:
+        key = (m.name, tuple(sorted((k, tuple(v)) for k, v in m.grid.items())))
+        if key in seen:
+            raise StudyError(f"{where}: model {m.name!r} is listed twice with the same grid")
+        seen.add(key)
+    names = [n for n, _ in Study(name, datasets, seeds, models).expand()]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise StudyError(f"{where}: several runs would share the folder {dupes[0]}; merge their grids")
+
+    return Study(
+        name=name,
+        datasets=datasets,
+        seeds=seeds,
+        models=models,
+        train=train,
+        eval=ev,
+        report=rep,
+        description=st.get("description", ""),
+        path=path,
+        text=text,
+    )
+
+
+def _model(m: Any, i: int, where: str) -> ModelGrid:
+    label = f"models[{i}]"
+    m = _table(m, where, label)
+    _keys(m, set(MODEL_KEYS), where, label)
+    _types(m, MODEL_KEYS, where, label)
+    if "name" not in m:
+        raise StudyError(f"{where}: {label} needs a name (one of {', '.join(_objective_names())})")
+    from untwine import objectives
+
+    try:
+        cls = objectives.get(m["name"])
+    except ValueError as e:
+        raise StudyError(f"{where}: {label}: {e}") from None
+    name = cls.name
+    label = f"{label} ({name})"
+    grid: dict[str, list[float]] = {}
+    for hp, values in m.get("grid", {}).items():
+        if hp not in cls.params:
+            takes = ", ".join(cls.params) or "no hyperparameters"
+            raise StudyError(f"{where}: {label}: unknown hyperparameter {hp!r}; {name} takes {takes}")
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise StudyError(f"{where}: {label}: grid.{hp} is empty; give at least one value")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise StudyError(
+                    f"{where}: {label}: grid.{hp} values must be numbers, got {v!r} ({type(v).__name__})"
+                )
+        if len(set(values)) != len(values):
+            raise StudyError(f"{where}: {label}: grid.{hp} has duplicate values: {values}")
+        grid[hp] = [float(v) for v in values]
+    train = _train_section(m.get("train", {}), where, f"{label}.train")
+    return ModelGrid(name=name, grid=grid, train=train)
+
+
+# result keys people write in [eval] metrics -> the suite's metric names (untwine.metrics.METRICS)
+METRIC_ALIASES = {
+    "beta_vae_score": "beta_vae",
+    "factor_vae_score": "factor_vae",
+    "dci_disentanglement": "dci",
+    "dci_completeness": "dci",
+    "dci_informativeness": "dci",
+    "explicitness": "modularity",
+}
+
+
+def _eval_section(ev: dict, where: str) -> dict:
+    """``metrics`` (names of :data:`untwine.metrics.METRICS`, or result keys such as
+    ``beta_vae_score``), ``sizes`` (see :func:`untwine.metrics.resolve_sizes`), ``seed``,
+    ``dci_backend``."""
+    _keys(ev, set(EVAL_KEYS), where, "[eval]")
+    _types(ev, EVAL_KEYS, where, "eval")
+    from untwine import metrics as M
+
+    out: dict[str, Any] = {}
+    if "metrics" in ev:
+        names = _list_of(ev["metrics"], str, where, "eval.metrics")
+        if not names:
+            raise StudyError(f"{where}: eval.metrics is empty; omit it for the full suite")
+        norm = []
+        for x in names:
+            key = x.strip().lower().replace("-", "_")
+            key = METRIC_ALIASES.get(key, key)
+            if key not in M.METRICS:
+                raise StudyError(
+                    f"{where}: eval.metrics: unknown metric {x!r}; choose from {', '.join(M.METRICS)}"
+                )
+            if key not in norm:
+                norm.append(key)
+        out["metrics"] = norm
+    if "sizes" in ev:
+        sizes = ev["sizes"]
+        for k, v in sizes.items():
+            vals = v.values() if isinstance(v, dict) else [v]
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in vals):
+                raise StudyError(f"{where}: eval.sizes.{k} must be a positive integer (or a table of them), got {v!r}")
+        try:
+            M.resolve_sizes(sizes)
+        except (ValueError, TypeError) as e:
+            raise StudyError(f"{where}: eval.sizes: {e}") from None
+        out["sizes"] = sizes
+    if "seed" in ev:
+        out["seed"] = ev["seed"]
+    if "dci_backend" in ev:
+        if ev["dci_backend"] not in ("exact", "fast"):
+            raise StudyError(f"{where}: eval.dci_backend must be \"exact\" or \"fast\", got {ev['dci_backend']!r}")
+        out["dci_backend"] = ev["dci_backend"]
+    return out
+
+
+def _train_section(train: dict, where: str, label: str) -> dict:
+    """Check ``[train]`` keys and value types against ``RunConfig``'s fields."""
+    train = _table(train, where, f"[{label}]")
+    hints = _run_config_hints()
+    for key, value in train.items():
+        if key in RUN_OWNED:
+            raise StudyError(
+                f"{where}: {label}.{key} is set by the study itself "
+                "(use study.datasets, [[models]], grid and study.seeds)"
+            )
+        if key not in hints:
+            raise StudyError(
+                f"{where}: unknown key {label}.{key}; [train] takes RunConfig fields: "
+                f"{', '.join(k for k in hints if k not in RUN_OWNED)}"
+            )
+        if not _type_ok(value, hints[key]):
+            raise StudyError(
+                f"{where}: {label}.{key} must be {_type_name(hints[key])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    return dict(train)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _table(v: Any, where: str, label: str) -> dict:
+    if not isinstance(v, dict):
+        raise StudyError(f"{where}: {label} must be a table, got {type(v).__name__}")
+    return v
+
+
+def _keys(d: dict, allowed: set[str], where: str, label: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise StudyError(
+            f"{where}: unknown key {unknown[0]!r} in {label}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _types(d: dict, types: dict[str, type], where: str, label: str) -> None:
+    for k, t in types.items():
+        if k in d and not _type_ok(d[k], t):
+            raise StudyError(
+                f"{where}: {label}.{k} must be {_type_name(t)}, got {d[k]!r} ({type(d[k]).__name__})"
+            )
+
+
+def _list_of(v: Any, t: type, where: str, label: str) -> list:
+    if not isinstance(v, list) or not all(_type_ok(x, t) for x in v):
+        raise StudyError(f"{where}: {label} must be a list of {_type_name(t)}, got {v!r}")
+    if not v and label != "eval.metrics":
+        raise StudyError(f"{where}: {label} is empty; give at least one value")
+    return list(v)
+
+
+def _type_ok(v: Any, t: Any) -> bool:
+    origin = typing.get_origin(t)
+    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is _union_type()):
+        return any(_type_ok(v, a) for a in typing.get_args(t))
+    if origin is not None:
+        t = origin
+    if t is type(None):
+        return v is None
+    if t is Any:
+        return True
+    if t is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(t, type):
+        return isinstance(v, t)
+    return True
+
+
+def _union_type() -> Any:
+    import types
+
+    return getattr(types, "UnionType", None)
+
+
+def _type_name(t: Any) -> str:
+    args = typing.get_args(t)
+    if args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    origin = typing.get_origin(t) or t
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list", dict: "a table"}.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def _run_config_hints() -> dict[str, Any]:
+    from untwine.train import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(RunConfig)}
+
+
+def _objective_names() -> list[str]:
+    from untwine import objectives
+
+    return list(objectives.names())
+
+
+def _check_datasets(datasets: list[str], where: str) -> None:
+    from untwine import data
+
+    known = data.names()
+    for ds in datasets:
+        if ds.lower().replace("_", "-") not in known:
+            raise StudyError(
+                f"{where}: unknown dataset {ds!r} in study.datasets; known: {', '.join(known)}"
+            )
+    if len(set(datasets)) != len(datasets):
+        raise StudyError(f"{where}: study.datasets has duplicates: {datasets}")
+
+
+def study_from_dict(d: Mapping[str, Any], text: str = "", path: Path | None = None) -> Study:
+    """Rebuild a :class:`Study` from its resolved form (``<sweep>/study.json``, written by
+    :func:`untwine.studies.sweep.sweep`)."""
+    return Study(
+        name=d["name"],
+        datasets=list(d["datasets"]),
+        seeds=[int(s) for s in d["seeds"]],
+        models=[ModelGrid(m["name"], {k: list(v) for k, v in m.get("grid", {}).items()}, dict(m.get("train", {})))
+                for m in d["models"]],
+        train=dict(d.get("train", {})),
+        eval=dict(d.get("eval", {})),
+        report=dict(d.get("report", {})),
+        description=d.get("description", ""),
+        path=path,
+        text=text,
+    )
+
+
+def load_sweep_study(root: str | os.PathLike) -> Study:
+    """The study a sweep folder was run with (``study.json``; ``study.toml`` as a fallback)."""
+    import json
+
+    r = Path(root)
+    js, toml = r / "study.json", r / "study.toml"
+    text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
+    if js.is_file():
+        return study_from_dict(json.loads(js.read_text(encoding="utf-8")), text, toml)
+    if text:
+        return parse_study(text, path=toml)
+    raise FileNotFoundError(
+        f"{r} is not a sweep folder (no study.json); run `untwine sweep STUDY.toml --out {r}` first"
+    )

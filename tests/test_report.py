@@ -1,0 +1,143 @@
+"""Tables (known answers) and the HTML report of a real toy sweep with one failed run."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import re
+
+import pytest
+
+from test_sweep import toy_data  # tests/ is on sys.path (pytest rootdir)
+from untwine.cli import main as cli_main
+from untwine.data import registry
+from untwine.report.tables import Stat, beta_table, failures_table, gamma_table, suite_table
+from untwine.studies import parse_study, sweep
+
+sweep_mod = importlib.import_module("untwine.studies.sweep")
+
+STUDY = """
+[study]
+name = "toyreport"
+datasets = ["toy"]
+seeds = [0]
+[train]
+steps = 3
+batch_size = 8
+arch = "conv64"
+latents = 3
+eval_every = 1
+eval_images = 8
+val_fraction = 0.25
+device = "cpu"
+[eval]
+metrics = ["mig", "beta_vae"]
+sizes = { mig = { num_train = 64 }, beta_vae = { batch_size = 4, num_train = 20, num_eval = 10 } }
+[[models]]
+name = "beta-vae"
+grid = { beta = [1, 4] }
+[[models]]
+name = "factor-vae"
+grid = { gamma = [10, 1000] }
+[report]
+title = "Toy report"
+"""
+
+
+def _rows():
+    base = {"dataset": "d", "status": "finished", "error": ""}
+    return [
+        {"run": "a0", "model": "beta-vae", "beta": 1.0, "gamma": None, "seed": 0, **base,
+         "val_rec": 10.0, "val_kl": 1.0, "mig": 0.1, "beta_vae_score": 0.5},
+        {"run": "a1", "model": "beta-vae", "beta": 1.0, "gamma": None, "seed": 1, **base,
+         "val_rec": 12.0, "val_kl": 3.0, "mig": 0.3, "beta_vae_score": 0.7},
+        {"run": "b0", "model": "factor-vae", "beta": None, "gamma": 10.0, "seed": 0, **base,
+         "val_rec": 20.0, "val_kl": 2.0, "val_tc": 0.5, "val_d_real": 0.6, "val_d_perm": 0.4, "mig": 0.2},
+        {"run": "b1", "model": "factor-vae", "beta": None, "gamma": 10.0, "seed": 1, "dataset": "d",
+         "status": "failed", "error": "train: FloatingPointError: NaN"},
+    ]
+
+
+def test_stat_mean_and_sample_std():
+    s = Stat.of([1.0, 2.0, 3.0, None, float("nan")])
+    assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
+    assert s.text() == "2.00 ± 1.00"
+    assert Stat.of([0.25]).text() == "0.250" and Stat.of([]) is None
+
+
+def test_tables_known_answers():
+    rows = _rows()
+    b = beta_table(rows)
+    assert b.columns == ["dataset", "beta", "seeds", "val_rec", "val_kl", "mig", "beta_vae_score"]
+    assert [b._text(c) for c in b.rows[0]] == ["d", "1", "2", "11.00 ± 1.41", "2.00 ± 1.41", "0.200 ± 0.141", "0.600 ± 0.141"]
+    md = b.to_markdown().splitlines()
+    assert md[0] == "### beta-VAE per beta"
+    assert md[4] == "| dataset | beta | seeds | rec (nats) | KL (nats) | MIG | beta-VAE score |"
+    csv = b.to_csv().splitlines()
+    assert csv[0].startswith("dataset,beta,seeds,val_rec_mean,val_rec_std,val_rec_n")
+    assert csv[1].startswith("d,1,2,11,1.41421,2,")
+    g = gamma_table(rows)
+    assert g.columns[3:] == ["val_rec", "val_kl", "val_tc", "val_d_real", "val_d_perm", "mig"]
+    assert [g._text(c) for c in g.rows[0]][:4] == ["d", "10", "1", "20.00"]  # the failed seed is left out
+    s = suite_table(rows)
+    assert [r[2] for r in s.rows] == ["beta=1", "gamma=10"] and s.columns[4:] == ["mig", "beta_vae_score"]
+    f = failures_table(rows)
+    assert f.rows == [["b1", "failed", "train: FloatingPointError: NaN"]]
+    assert failures_table(rows[:3]) is None
+
+
+@pytest.fixture(scope="module")
+def toy_sweep(tmp_path_factory):
+    """A real 4-run sweep (3 steps each) on the toy dataset; factor-vae gamma=1000 is made to fail."""
+    out = tmp_path_factory.mktemp("report") / "sweep"
+    data = toy_data()
+    spec = registry.DatasetSpec(
+        name="toy", factor_names=data.factor_names, factor_sizes=data.factor_sizes,
+        sources=("arrays",), load=lambda source, root: data, present=lambda s, r: True,
+    )
+    registry.names()
+    real_train = sweep_mod._train
+
+    def train(cfg):
+        if cfg.hparams.get("gamma") == 1000:
+            raise FloatingPointError("loss is NaN at step 2")
+        return real_train(cfg)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry._REGISTRY, "toy", spec)
+        mp.setattr(sweep_mod, "_DATA", {})
+        mp.setattr(sweep_mod, "_train", train)
+        res = sweep(parse_study(STUDY), out, jobs=1, progress=False)
+        assert res.count("finished") == 3 and res.count("failed") == 1
+        assert cli_main(["report", str(out)]) == 0
+    return out
+
+
+def test_report_html(toy_sweep):
+    html = (toy_sweep / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<title>Toy report</title>" in html
+    imgs = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) >= 5 and html.count("<img") == len(imgs)
+    assert all(base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n" for _, b64 in imgs)
+    titles = [t for t, _ in imgs]
+    for want in ("Loss curves", "KL per latent dimension", "Latent traversals: toy, beta-vae (beta=",
+                 "Latent traversals: toy, factor-vae (gamma=10)", "Reconstructions: toy",
+                 "Latent clusters: toy", "How the beta-VAE score is built: toy", "Metrics vs hyperparameter",
+                 "Mean |latent| vs hyperparameter", "Metrics per model: toy"):
+        assert any(t.startswith(want) for t in titles), (want, titles)
+    for table in ("Did the models learn?", "beta-VAE per beta", "FactorVAE per gamma",
+                  "Metric suite per model and setting", "Runs that did not finish"):
+        assert f">{table}</h3>" in html, table
+    assert "toy/factor-vae/gamma=1000/seed=0" in html and "FloatingPointError: loss is NaN at step 2" in html
+    assert "MIG untrained" in html and "torch" in html and "training wall time" in html
+
+
+def test_report_files(toy_sweep):
+    tables = sorted(p.name for p in (toy_sweep / "tables").iterdir())
+    assert tables == sorted(f"{k}.{e}" for k in ("beta", "gamma", "suite", "failures", "learning") for e in ("csv", "md"))
+    assert len(list((toy_sweep / "figures").glob("*.png"))) >= 5
+    assert (toy_sweep / "results.csv").read_text().count("\n") == 5
+
+
+def test_report_needs_a_sweep_folder(tmp_path):
+    assert cli_main(["report", str(tmp_path)]) == 2
