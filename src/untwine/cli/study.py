@@ -18,6 +18,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="study file (.toml), e.g. studies/tiny.toml")
     p.add_argument("--out", required=True, help="sweep folder (one sub-folder per run)")
     p.add_argument("--backend", default="local", help="where runs execute: local (default) or ray")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--backend ray: join this Ray cluster (auto, HOST:6379, ray://HOST:10001); "
+                   "default: start a local Ray instance")
+    p.add_argument("--num-cpus", type=float, default=None, metavar="N",
+                   help="--backend ray: CPUs per run, also its torch threads (default 1)")
+    p.add_argument("--num-gpus", type=float, default=None, metavar="F",
+                   help="--backend ray: GPUs per run; a fraction shares a GPU, e.g. 0.25 (default 0)")
     p.add_argument("--jobs", type=int, default=None,
                    help="runs in parallel (default: one per two CPU cores, 1 with a GPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -54,7 +61,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ..studies import load_study, sweep
 
     study = load_study(args.study, overrides=parse_overrides(args.overrides))
-    res = sweep(study, args.out, backend=args.backend, jobs=args.jobs, progress=not args.quiet)
+    opts = {"address": args.address, "num_cpus": args.num_cpus, "num_gpus": args.num_gpus}
+    options = {k: v for k, v in opts.items() if v is not None}
+    if options and args.backend != "ray":
+        raise ValueError(f"--{next(iter(options)).replace('_', '-')} needs --backend ray")
+    res = sweep(study, args.out, backend=args.backend, jobs=args.jobs, progress=not args.quiet,
+                backend_options=options)
     n_failed = res.count("failed")
     print(
         f"{len(res.outcomes)} runs: {res.count('finished')} finished now, {res.count('skipped')} "

@@ -438,10 +438,12 @@ def _check_datasets(datasets: list[str], where: str) -> None:
 
     known = data.names()
     for ds in datasets:
-        if ds.lower().replace("_", "-") not in known:
+        try:
+            data.get(ds)  # accepts aliases (3dshapes -> shapes3d)
+        except KeyError:
             raise StudyError(
                 f"{where}: unknown dataset {ds!r} in study.datasets; known: {', '.join(known)}"
-            )
+            ) from None
     if len(set(datasets)) != len(datasets):
         raise StudyError(f"{where}: study.datasets has duplicates: {datasets}")
 

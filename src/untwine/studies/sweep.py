@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .study import Study
 
@@ -167,11 +167,14 @@ def sweep(
     backend: str = "local",
     jobs: int | None = None,
     progress: bool = True,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """Run every run of ``study`` under ``out`` and write ``out/results.csv`` + ``timings.csv``.
 
     Finished runs are skipped, interrupted ones resumed, failed ones retried (and recorded again
-    if they fail again). ``jobs=None`` sizes the pool to the machine (:func:`default_jobs`).
+    if they fail again). ``jobs=None`` sizes the local pool to the machine (:func:`default_jobs`) and lets other backends
+    fill their cluster. ``backend_options`` are passed to the backend's ``run_all`` (Ray: ``address``,
+    ``num_cpus``, ``num_gpus``).
     ``KeyboardInterrupt`` propagates after writing results of the runs finished so far.
     """
     from . import backends, results
@@ -182,8 +185,8 @@ def sweep(
     write_json(root / "study.json", study_dict(study))
     specs = specs_for(study, root)
     pending = [s for s in specs if not is_finished(s.dir)]
-    n_jobs = jobs if jobs is not None else default_jobs(len(pending))
-    if n_jobs < 1:
+    n_jobs = jobs if jobs is not None else (default_jobs(len(pending)) if backend == "local" else None)
+    if n_jobs is not None and n_jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
     run_all = backends.get(backend)
     todo = {s.name for s in pending}
@@ -199,7 +202,7 @@ def sweep(
 
     try:
         with view:
-            run_all(pending, n_jobs, on_start=view.start, on_done=on_done)
+            run_all(pending, n_jobs, on_start=view.start, on_done=on_done, **dict(backend_options or {}))
             if study.report.get("baseline", True):
                 view.note("evaluating an untrained encoder per dataset (baseline)")
                 for ds in study.datasets:
@@ -310,7 +313,8 @@ class _ProgressView:
         self._task = self._progress.add_task("", total=pending, running=0, failed=0)
         self._progress.console.print(
             f"{self.total} runs: {self.skipped} already finished, {pending} to run "
-            f"({self.backend} backend, {self.jobs} job{'s' if self.jobs != 1 else ''})"
+            f"({self.backend} backend, "
+            + ("cluster-sized)" if self.jobs is None else f"{self.jobs} job{'s' if self.jobs != 1 else ''})")
         )
         return self
 
