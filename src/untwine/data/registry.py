@@ -79,11 +79,34 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def load(name: str, source: str | None = None, root: str | os.PathLike | None = None) -> GroundTruthData:
-    """Load dataset ``name`` from ``source`` (``None``: official if present, else procedural)."""
+# The last few datasets loaded in this process, so a sweep's train -> evaluate -> report steps
+# unpack a multi-GB dataset once, not three times. Datasets are read-only; the key includes the
+# directories looked in, so a changed $UNTWINE_CACHE / $UNTWINE_DATA loads afresh.
+_LOADED: dict[tuple, GroundTruthData] = {}
+_KEEP = 2
+
+
+def load(
+    name: str, source: str | None = None, root: str | os.PathLike | None = None, *, reuse: bool = True
+) -> GroundTruthData:
+    """Load dataset ``name`` from ``source`` (``None``: official if present, else procedural).
+
+    With ``reuse`` (default) a dataset already loaded in this process with the same arguments and
+    directories is returned again instead of being read from disk.
+    """
     spec = get(name)
     if source is not None and source not in spec.sources:
         raise ValueError(
             f"{spec.name}: unknown source {source!r}; choose one of {', '.join(spec.sources)}"
         )
-    return spec.load(source, Path(root).expanduser() if root is not None else None)
+    path = Path(root).expanduser() if root is not None else None
+    key = (spec.name, source, str(path), str(cache_dir()), str(data_root()))
+    if reuse and key in _LOADED:
+        return _LOADED[key]
+    data = spec.load(source, path)
+    if reuse:
+        _LOADED.pop(key, None)
+        _LOADED[key] = data
+        while len(_LOADED) > _KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+    return data
