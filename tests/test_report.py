@@ -105,7 +105,7 @@ def toy_sweep(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(registry._REGISTRY, "toy", spec)
-        mp.setattr(sweep_mod, "_DATA", {})
+        mp.setattr(registry, "_LOADED", {})
         mp.setattr(sweep_mod, "_train", train)
         res = sweep(parse_study(STUDY), out, jobs=1, progress=False)
         assert res.count("finished") == 3 and res.count("failed") == 1

@@ -41,7 +41,7 @@ def toy(monkeypatch):
         sources=("arrays",), load=lambda source, root: data, present=lambda s, r: True,
     )
     monkeypatch.setitem(registry._REGISTRY, "toy", spec)
-    monkeypatch.setattr(sweep_mod, "_DATA", {})
+    monkeypatch.setattr(registry, "_LOADED", {})
     return data
 
 

@@ -124,18 +124,11 @@ def _evaluate(run: Any, data: Any, spec: RunSpec) -> dict[str, Any]:
                     sizes=spec.sizes, **extra)
 
 
-_DATA: dict[tuple, Any] = {}
-
-
 def _data(cfg: Any) -> Any:
-    """The run's dataset, loaded once per process."""
+    """The run's dataset (``untwine.data.load`` keeps recent datasets resident in-process)."""
     import untwine.data
 
-    key = (cfg.dataset, cfg.source, cfg.data_root)
-    if key not in _DATA:
-        _DATA.clear()  # keep at most one dataset resident
-        _DATA[key] = untwine.data.load(cfg.dataset, cfg.source, cfg.data_root)
-    return _DATA[key]
+    return untwine.data.load(cfg.dataset, cfg.source, cfg.data_root)
 
 
 # ---------------------------------------------------------------------------------- the sweep
