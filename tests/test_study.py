@@ -135,10 +135,13 @@ def test_shipped_study_sizes():
     assert loc.train["steps"] == 300_000
 
 
-def test_demo_study_shipped_in_package_matches_repo_copy():
-    from untwine.cli.demo import demo_study_text
+@pytest.mark.parametrize("name", ["tiny", "demo", "seeds_slides", "paper_mnist", "locatello"])
+def test_studies_ship_inside_the_package(name):
+    from untwine.cli.demo import shipped_study
 
-    assert demo_study_text() == (ROOT / "studies" / "demo.toml").read_text()
+    path = shipped_study(name)
+    assert "untwine" in path.parts and path.is_file()
+    assert load_study(path).runs(Path("/tmp/x"))
 
 
 def test_metric_aliases_normalised():

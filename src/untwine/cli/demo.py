@@ -9,53 +9,16 @@ import json
 import time
 from pathlib import Path
 
-# The demo study. studies/demo.toml in the repository is a copy (a test keeps them equal); it lives
-# here so that an installed package runs the demo without the repository.
-DEMO_TOML = """\
-# The demo study (`untwine demo`, `make demo`): about 10 minutes on a 2-core CPU, offline.
-# Procedural dSprites (built once, ~60 s, cached), three objectives, one seed. The MLP
-# architecture: on CPUs it trains ~5x faster than conv64 (GEMMs instead of small convolutions).
-[study]
-name = "demo"
-description = "VAE vs beta-VAE vs FactorVAE on procedural dSprites, CPU-sized."
-datasets = ["dsprites"]
-seeds = [0]
+def shipped_study(name: str) -> Path:
+    """Path of a study shipped with the package (``studies/NAME.toml`` in the repository)."""
+    from importlib.resources import files
 
-[train]
-source = "procedural"
-arch = "mlp"
-steps = 800
-batch_size = 64
-lr = 1e-3
-latents = 10
-eval_every = 100
-eval_images = 512
-checkpoint_every = 400
-log_every = 50
-
-[eval]
-metrics = ["mig", "beta_vae", "sap", "modularity"]
-sizes = { num_train = 5000, num_test = 2000, beta_vae = { batch_size = 32, num_train = 300, num_eval = 150 } }
-
-[[models]]
-name = "vae"
-
-[[models]]
-name = "beta-vae"
-grid = { beta = [4] }
-
-[[models]]
-name = "factor-vae"
-grid = { gamma = [20] }
-
-[report]
-title = "untwine demo: VAE, beta-VAE and FactorVAE on dSprites"
-"""
+    return Path(str(files("untwine.studies") / "shipped" / f"{name}.toml"))
 
 
 def demo_study_text() -> str:
     """The TOML text of the demo study."""
-    return DEMO_TOML
+    return shipped_study("demo").read_text(encoding="utf-8")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +41,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..studies import parse_study, sweep
 
     overrides = {"train": {"steps": args.steps}} if args.steps else None
-    study = parse_study(DEMO_TOML, path=Path("studies/demo.toml"), overrides=overrides)
+    study = parse_study(demo_study_text(), path=shipped_study("demo"), overrides=overrides)
     t0 = time.time()
     print(f"untwine demo: {len(study.runs())} runs on procedural dSprites -> {args.out} "
           "(the dSprites cache is built once, ~1 min)")
