@@ -7,6 +7,7 @@ One module per command group (``data``, ``train``, ``evaluate``, ``study``); eac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -30,7 +31,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# glibc malloc settings for training: keep the large activation buffers of each step in the heap
+# instead of mmap/munmap-ing (and zero-filling) them on every step; measured in
+# benchmarks/bench_train.py. They only take effect if set before the process starts.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),  # glibc's largest allowed value (64-bit)
+    "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024 * 1024),
+}
+
+
+def _reexec_with_malloc_env(argv: Sequence[str]) -> None:
+    """Re-execute ``python -m untwine.cli ARGV`` with :data:`MALLOC_ENV` set, once.
+
+    Only on Linux (glibc), only when neither variable is set yet and ``UNTWINE_NO_REEXEC`` is not
+    set. Does not return when it re-executes.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("UNTWINE_NO_REEXEC"):
+        return
+    if any(k in os.environ for k in MALLOC_ENV) or not sys.executable:
+        return
+    env = {**os.environ, **MALLOC_ENV}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "untwine.cli", *argv], env)
+    except OSError:  # pragma: no cover - e.g. no permission: run on without the settings
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script. ``argv=None`` (the ``untwine`` command) first re-executes itself once
+    with :data:`MALLOC_ENV` (see :func:`_reexec_with_malloc_env`); ``main([...])`` never does."""
+    if argv is None:
+        _reexec_with_malloc_env(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,168 @@
+"""Packed training: K runs as one batched model equal the K runs trained alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from untwine import objectives
+from untwine.train import RunConfig, checkpoint, load_run, train
+from untwine.train.packed import train_packed
+
+from test_train import TINY, squares  # noqa: F401  (registers the tiny dataset)
+
+BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(out, **kw) -> RunConfig:
+    base = dict(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3,
+                eval_images=16, log_every=2, checkpoint_every=3, device="cpu", out=str(out))
+    return RunConfig(**{**base, **kw})
+
+
+def bvae(root, name, beta, seed, **kw) -> RunConfig:
+    return cfg(root / f"{name}-b{beta}-s{seed}", hparams={"beta": beta}, seed=seed, **kw)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint.find(run_dir) / checkpoint.MODEL_FILE)
+
+
+def assert_close_runs(a, b, atol=1e-5):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=0, msg=k)
+    ra = [json.loads(ln) for ln in (a / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(ln) for ln in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in ra] == [(r["step"], r["split"]) for r in rb]
+    for x, y in zip(ra, rb):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    """The three beta-VAE runs trained one at a time."""
+    root = tmp_path_factory.mktemp("alone")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dirs = [train(bvae(root, "u", b, s), progress=False).dir for b, s in BETAS]
+    torch.set_num_threads(n)
+    return dirs
+
+
+@pytest.mark.parametrize("backend", ["vmap", "loop"])
+def test_packed_beta_vae_equals_unpacked(alone, tmp_path, backend):
+    runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False, backend=backend)
+    assert [r.config.hparams["beta"] for r in runs] == [b for b, _ in BETAS]
+    for run, ref in zip(runs, alone):
+        assert run.summary["status"] == "finished" and run.summary["steps"] == 6
+        assert_close_runs(run.dir, ref)
+        assert RunConfig.from_json(run.dir / "config.json") == run.config
+        loaded = load_run(run.dir)  # an ordinary run folder
+        torch.testing.assert_close(loaded.model.decoder.deconv[0].weight, run.model.decoder.deconv[0].weight)
+    # different betas and seeds did give different models
+    assert not torch.allclose(weights(runs[0].dir)["decoder.fc.0.weight"], weights(runs[1].dir)["decoder.fc.0.weight"])
+
+
+def test_packed_factor_vae_equals_unpacked(tmp_path):
+    if "factor-vae" not in objectives.names():
+        pytest.skip("factor-vae not registered yet")
+    hp = [({"gamma": 10.0}, 0), ({"gamma": 40.0}, 5)]
+    mk = lambda name, h, s: cfg(tmp_path / f"{name}{s}", model="factor-vae", hparams=h, seed=s, steps=4, eval_every=2)  # noqa: E731
+    runs = train_packed([mk("p", h, s) for h, s in hp], progress=False, backend="vmap")
+    for run, (h, s) in zip(runs, hp):
+        ref = train(mk("u", h, s), progress=False).dir
+        assert_close_runs(run.dir, ref)
+        da = load_file(checkpoint.find(run.dir) / checkpoint.OBJECTIVE_FILE)
+        db = load_file(checkpoint.find(ref) / checkpoint.OBJECTIVE_FILE)
+        for k in da:  # the discriminators trained alike too
+            torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=0)
+
+
+def test_a_packed_run_resumes_alone(alone, tmp_path):
+    """A packed run's checkpoint (optimizer state sliced from the stacked Adam) resumes with train()."""
+    short = [bvae(tmp_path, "p", b, s, steps=3) for b, s in BETAS]
+    train_packed(short, progress=False, backend="loop")
+    run = train(bvae(tmp_path, "p", *BETAS[1]), progress=False, resume=True)
+    assert run.summary["steps"] == 6
+    assert_close_runs(run.dir, alone[1])
+
+
+def test_packed_resume_of_an_interrupted_pack(alone, tmp_path):
+    train_packed([bvae(tmp_path, "p", b, s, steps=3) for b, s in BETAS], progress=False)
+    runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False, resume=True)
+    for run, ref in zip(runs, alone):
+        assert run.summary["steps"] == 6
+        assert_close_runs(run.dir, ref)
+
+
+def test_a_diverging_run_fails_alone(tmp_path, monkeypatch):
+    cls = objectives.get("beta-vae")
+    orig = cls.terms
+
+    def terms(self, x, mu, logvar, z, logits, step):
+        t = orig(self, x, mu, logvar, z, logits, step)
+        return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == 16.0 and step >= 3 else t
+
+    monkeypatch.setattr(cls, "terms", terms)
+    runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False)
+    assert [r.summary["status"] for r in runs] == ["finished", "finished", "failed"]
+    assert "loss became nan at step 4" in runs[2].summary["error"]
+    assert runs[0].summary["steps"] == 6 and runs[2].summary["steps"] == 5  # found at the next check
+    assert checkpoint.load_state(checkpoint.find(runs[2].dir))["step"] == 3  # the last good one
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"latents": 4}, r"configs\[1\] has latents=4 but configs\[0\] has 3; a pack shares dataset"),
+    ({"lr": 1e-3}, r"configs\[1\] has lr=0.001 but configs\[0\] has 0.0001"),
+    ({"out": "SAME"}, r"two runs of the pack write to the same out folder"),
+])
+def test_unpackable_configs_are_refused(tmp_path, kw, match):
+    a = cfg(tmp_path / "a")
+    b = cfg(tmp_path / "b", seed=1, **kw) if "out" not in kw else cfg(tmp_path / "a", seed=1)
+    with pytest.raises(ValueError, match=match):
+        train_packed([a, b], progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_unknown_backend(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; choose one of auto, vmap, loop"):
+        train_packed([cfg(tmp_path / "a")], progress=False, backend="gpu")
+
+
+# ---------------------------------------------------------------------- speed settings of the CLI
+def test_console_script_reexecs_once_with_malloc_settings(monkeypatch):
+    """``untwine`` (argv=None) re-executes itself with the glibc malloc settings; main([...]) never."""
+    import sys
+
+    from untwine import cli
+
+    calls = []
+    monkeypatch.setattr(cli.os, "execve", lambda exe, args, env: calls.append((exe, args, env)))
+    monkeypatch.setattr(sys, "platform", "linux")
+    for k in (*cli.MALLOC_ENV, "UNTWINE_NO_REEXEC"):
+        monkeypatch.delenv(k, raising=False)
+    cli._reexec_with_malloc_env(["train", "--steps", "3"])
+    (exe, args, env), = calls
+    assert args == [sys.executable, "-m", "untwine.cli", "train", "--steps", "3"]
+    assert {k: env[k] for k in cli.MALLOC_ENV} == cli.MALLOC_ENV
+    monkeypatch.setenv("UNTWINE_NO_REEXEC", "1")
+    cli._reexec_with_malloc_env([])
+    monkeypatch.delenv("UNTWINE_NO_REEXEC")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # the user's own setting wins
+    cli._reexec_with_malloc_env([])
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert cli.main([]) == 1  # in-process (tests, Python API): prints help, never re-executes
+    assert len(calls) == 1
