@@ -62,7 +62,7 @@ class FactorVAE(Objective):
         super().__init__(dataset_size=dataset_size, latents=latents, **hparams)
         self.discriminator = Discriminator(self.latents)
         self.extra_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=self.hparams["d_lr"], betas=(0.5, 0.9)
+            self.discriminator.parameters(), lr=self.hparams["d_lr"], betas=(0.5, 0.9), fused=True
         )
 
     def validate(self) -> None:

@@ -8,9 +8,10 @@ import types
 
 from .config import RunConfig
 from .loop import train
+from .packed import train_packed
 from .run import Run, load_run
 
-__all__ = ["Run", "RunConfig", "load_run", "train"]
+__all__ = ["Run", "RunConfig", "load_run", "train", "train_packed"]
 
 
 class _CallableModule(types.ModuleType):

@@ -187,7 +187,7 @@ class Job:
             checkpoint.load_weights(ckpt, self.model, self.objective)
             extra = self.objective.extra_optimizer
             if extra is not None and state.get("extra_optimizer") is not None:
-                extra.load_state_dict(state["extra_optimizer"])
+                load_optimizer_state(extra, state["extra_optimizer"])
             self.sampler.load_state_dict(state["sampler"])
             self.running.load_state_dict(state["running"], device)
             self.step, self.elapsed, self.last = int(state["step"]), float(state["elapsed_s"]), state["last"]
