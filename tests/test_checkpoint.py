@@ -14,15 +14,9 @@ from safetensors.torch import load_file
 from untwine import objectives
 from untwine.train import RunConfig, checkpoint, load_run, train
 
-from test_train import TINY, squares  # noqa: F401  (registers the tiny dataset)
+from conftest import TINY
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cfg(out, **kw) -> RunConfig:

@@ -286,15 +286,6 @@ def test_vae_loss_gradient_reaches_z_but_not_the_discriminator() -> None:
     torch.testing.assert_close(z.grad, z_grad)
 
 
-@pytest.fixture
-def one_thread():
-    """Small MLPs train faster on one thread (and much faster on a busy machine); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train_discriminator(cov: torch.Tensor, steps: int, seed: int) -> dict[str, float]:
     """Train a FactorVAE's D through ``extra_step`` on codes ~ N(0, cov); evaluate ``terms``.
 

@@ -12,17 +12,11 @@ from untwine import objectives
 from untwine.train import RunConfig, checkpoint, load_run, train
 from untwine.train.packed import train_packed
 
-from test_train import TINY, squares  # noqa: F401  (registers the tiny dataset)
+from conftest import TINY
 
 BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cfg(out, **kw) -> RunConfig:

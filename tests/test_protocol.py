@@ -70,3 +70,20 @@ def test_sampler_resumes_identically():
 def test_split_is_disjoint_and_complete():
     tr, va = train_val_split(100, 0.2, seed=0)
     assert len(va) == 20 and len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100
+
+
+def test_non_grid_index_of_and_missing_combination():
+    labels = np.array([[0, 1], [2, 0], [0, 1], [1, 1]])
+    imgs = np.zeros((4, 64, 64), np.uint8)
+    d = from_arrays(imgs, labels, ["a", "b"], factor_sizes=[3, 2])
+    assert not d.full_grid
+    assert d.index_of([[2, 0], [1, 1], [0, 1]]).tolist() == [1, 3, 0]
+    with pytest.raises(KeyError, match=r"no image has factors \(2, 1\)"):
+        d.observations_from_factors(np.array([[0, 1], [2, 1]]), np.random.default_rng(0))
+    # both rows carrying (0, 1) are drawn
+    picks = set()
+    for seed in range(20):
+        d.images = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 1, 64, 64).contiguous()
+        x = d.observations_from_factors(np.array([[0, 1]]), np.random.default_rng(seed))
+        picks.add(round(float(x[0, 0, 0, 0]) * 255))
+    assert picks == {0, 2}

@@ -13,33 +13,7 @@ from untwine import data, objectives
 from untwine.cli import main
 from untwine.train import RunConfig, load_run, train
 
-TINY = "tiny-squares"
-
-
-def squares() -> data.GroundTruthData:
-    """128 images: a white square at 8 x 8 positions in 2 sizes."""
-    fac = np.stack(np.meshgrid(np.arange(8), np.arange(8), np.arange(2), indexing="ij"), -1).reshape(-1, 3)
-    imgs = np.zeros((len(fac), 64, 64), np.uint8)
-    for i, (a, b, s) in enumerate(fac):
-        w = 8 + 8 * s
-        imgs[i, 4 + a * 6 : 4 + a * 6 + w, 4 + b * 6 : 4 + b * 6 + w] = 255
-    return data.from_arrays(imgs, fac, ["x", "y", "size"], name=TINY)
-
-
-if TINY not in data.names():
-    data.register(data.DatasetSpec(
-        TINY, ("x", "y", "size"), (8, 8, 2), ("arrays",),
-        load=lambda source, root: squares(), present=lambda source, root: True,
-    ))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs run fastest (and most predictably on a shared machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from conftest import TINY, squares  # noqa: F401
 
 
 def tiny(tmp_path, **kw) -> RunConfig:

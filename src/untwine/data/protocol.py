@@ -85,7 +85,7 @@ class GroundTruthData:
             raise ValueError(f"{name}: num_channels is required when images is None")
         self.num_channels = int(num_channels)
         self._radix = np.cumprod((self.factor_sizes[1:] + (1,))[::-1])[::-1].astype(np.int64)
-        self._lookup: dict[tuple[int, ...], np.ndarray] | None = None
+        self._order: np.ndarray | None = None  # sorted key index for non-grid lookups (lazy)
         if factors is not None:
             if factors.dim() != 2 or factors.shape[1] != len(self.factor_sizes):
                 raise ValueError(
@@ -130,26 +130,26 @@ class GroundTruthData:
         self._check_factors(f)
         if self.full_grid:
             return f @ self._radix
-        lookup = self._table()
-        out = np.empty(len(f), dtype=np.int64)
-        for i, row in enumerate(map(tuple, f)):
-            rows = lookup.get(row)
-            if rows is None:
-                raise KeyError(f"{self.name}: no image has factors {row}")
-            out[i] = rows[0]
-        return out
+        start, _ = self._groups_of(f)
+        return self._order[start]
 
-    def _table(self) -> dict[tuple[int, ...], np.ndarray]:
-        if self._lookup is None:
+    def _groups_of(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each factor row of ``f`` (not a full grid): where its group of dataset rows starts
+        in ``self._order`` and how many rows carry it. ``KeyError`` names a combination no image has.
+        """
+        if self._order is None:
             assert self.factors is not None
-            f = self.factors.numpy()
-            keys = f @ self._radix
-            order = np.argsort(keys, kind="stable")
-            uniq, starts = np.unique(keys[order], return_index=True)
-            groups = np.split(order, starts[1:])
-            self._lookup = {tuple(f[g[0]]): g for g in groups}
-            del uniq
-        return self._lookup
+            keys = self.factors.numpy() @ self._radix
+            self._order = np.argsort(keys, kind="stable")
+            self._keys, self._starts, self._counts = np.unique(
+                keys[self._order], return_index=True, return_counts=True
+            )
+        q = f @ self._radix
+        pos = np.searchsorted(self._keys, q).clip(max=len(self._keys) - 1)
+        missing = self._keys[pos] != q
+        if missing.any():
+            raise KeyError(f"{self.name}: no image has factors {tuple(f[np.argmax(missing)].tolist())}")
+        return self._starts[pos], self._counts[pos]
 
     def _check_factors(self, f: np.ndarray) -> None:
         if f.ndim != 2 or f.shape[1] != self.num_factors:
@@ -186,13 +186,8 @@ class GroundTruthData:
             idx = self.index_of(f)
         else:
             self._check_factors(f)
-            lookup = self._table()
-            idx = np.empty(len(f), dtype=np.int64)
-            for i, row in enumerate(map(tuple, f)):
-                rows = lookup.get(row)
-                if rows is None:
-                    raise KeyError(f"{self.name}: no image has factors {row}")
-                idx[i] = rows[integers(rng, len(rows), ())]
+            start, count = self._groups_of(f)
+            idx = self._order[start + integers(rng, count, len(f))]
         return to_float(self.images_at(torch.from_numpy(idx)))
 
     def sample(self, n: int, rng: RNG) -> tuple[np.ndarray, torch.Tensor]:

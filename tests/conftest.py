@@ -1,0 +1,37 @@
+"""Shared test set-up: one torch thread, and a tiny registered dataset (``tiny-squares``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from untwine import data
+
+TINY = "tiny-squares"
+
+
+def squares() -> data.GroundTruthData:
+    """128 images: a white square at 8 x 8 positions in 2 sizes."""
+    fac = np.stack(np.meshgrid(np.arange(8), np.arange(8), np.arange(2), indexing="ij"), -1).reshape(-1, 3)
+    imgs = np.zeros((len(fac), 64, 64), np.uint8)
+    for i, (a, b, s) in enumerate(fac):
+        w = 8 + 8 * s
+        imgs[i, 4 + a * 6 : 4 + a * 6 + w, 4 + b * 6 : 4 + b * 6 + w] = 255
+    return data.from_arrays(imgs, fac, ["x", "y", "size"], name=TINY)
+
+
+if TINY not in data.names():
+    data.register(data.DatasetSpec(
+        TINY, ("x", "y", "size"), (8, 8, 2), ("arrays",),
+        load=lambda source, root: squares(), present=lambda source, root: True,
+    ))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and most predictably on a shared 2-core machine, on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
