@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from untwine import objectives
 from untwine.train import RunConfig, checkpoint, load_run, train
 
-from conftest import TINY
+from conftest import TINY, squares
 
 
 

@@ -15,7 +15,7 @@ from untwine.studies import load_study, parse_study, sweep
 import importlib
 
 sweep_mod = importlib.import_module("untwine.studies.sweep")
-from untwine.studies.results import collect, read_results, to_csv
+from untwine.studies.results import read_results, to_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,9 +241,18 @@ def test_real_sweep_cli(tmp_path, toy):
 
 
 @pytest.mark.slow
-def test_tiny_study_sweeps(tmp_path):
-    """studies/tiny.toml on procedural dSprites, shrunk further (builds the dSprites cache once)."""
-    study = load_study(ROOT / "studies" / "tiny.toml", overrides={"train": {"steps": 20, "eval_every": 10}})
-    res = sweep(study, tmp_path, jobs=1, progress=False)
-    assert res.count("failed") == 0
-    assert len(read_results(tmp_path / "results.csv")) == len(study.runs())
+def test_tiny_study_sweeps_and_reports_through_the_cli(tmp_path):
+    """studies/tiny.toml on procedural dSprites through `untwine sweep` and `untwine report`,
+    shrunk further (builds the dSprites cache once)."""
+    from untwine.cli import main as cli_main
+
+    out = tmp_path / "tiny"
+    args = ["sweep", str(ROOT / "studies" / "tiny.toml"), "--out", str(out), "--jobs", "1", "--quiet",
+            "--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.checkpoint_every=10"]
+    assert cli_main(args) == 0
+    study = load_study(ROOT / "studies" / "tiny.toml")
+    rows = read_results(out / "results.csv")
+    assert len(rows) == len(study.runs()) and {r["status"] for r in rows} == {"finished"}
+    assert cli_main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert html.count("<img") >= 5 and "beta-VAE per beta" in html

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from untwine import data, objectives
+from untwine import objectives
 from untwine.cli import main
 from untwine.train import RunConfig, load_run, train
 

@@ -143,7 +143,6 @@ def draw_figures(rep: Report) -> None:
     opts = study.report
     span = float(opts.get("traversal_range", 2.0))
     reps = representatives(rep)
-    cfg_of = {name: kw for name, kw in study.expand()}
 
     _add(rep, "loss_curves", "Loss curves",
          "Training loss (running mean, solid) and validation loss (dashed, dots) in nats per image, "

@@ -37,7 +37,7 @@ from . import checkpoint
 from .config import RunConfig
 from .log import Progress
 from .loop import Job, _StopOnSigint, _adam_impl, _device, load_optimizer_state, open_run
-from .run import Run, load_run
+from .run import Run
 
 # Fields every run of a pack must share (the batched model and the stacked Adam need them equal).
 SHARED = ("dataset", "source", "data_root", "arch", "latents", "steps", "batch_size", "lr",
