@@ -38,7 +38,8 @@ def test_suite_accepts_run_object_with_torch_codes():
             return torch.from_numpy(enc(x)).float()
 
     r = evaluate(Run(), FakeData((3, 4, 5)), metrics=["mig"], progress=False, sizes=SMALL)
-    assert r["mig"] > 0.6 and set(r) == {"mig", "timings_s", "seed", "sizes"}
+    assert r["mig"] > 0.6 and set(r) == {"mig", "timings_s", "seed", "sizes", "code_table"}
+    assert r["code_table"] is False  # FakeData cannot be enumerated
 
 
 def test_sizes_resolution_and_errors():
@@ -67,3 +68,44 @@ def test_cli_bad_sizes(tmp_path, capsys):
     assert _parse_sizes("num_train=10,dci.num_test=5") == {"num_train": 10, "dci": {"num_test": 5}}
     with pytest.raises(UserError, match="--sizes expects KEY=INT"):
         _parse_sizes("num_train=ten")
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_code_table_gives_the_same_scores_as_direct_encoding(duplicates):
+    """Encoding every image once and looking codes up draws the same factors, images and random
+    numbers as encoding each draw (also where several images share a factor combination)."""
+    from conftest import squares
+    from untwine import data as udata
+
+    sq = squares()
+    imgs, fac = sq.images.numpy()[:, 0], sq.factors.numpy()
+    if duplicates:  # every combination twice, shifted copies: a random row is drawn per observation
+        imgs = np.concatenate([imgs, np.roll(imgs, 1, axis=2)])
+        fac = np.concatenate([fac, fac])
+    ds = udata.from_arrays(imgs, fac, ["x", "y", "size"], name="squares-table")
+    proj = np.random.default_rng(0).normal(size=(64 * 64, 4))
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        return np.asarray(x, np.float64).reshape(len(x), -1) @ proj
+
+    kw = dict(metrics="mig,sap,beta_vae,factor_vae", seed=1, progress=False, sizes=SMALL)
+    direct = evaluate(encode, ds, code_table=False, **kw)
+    n_direct = sum(calls)
+    calls.clear()
+    table = evaluate(encode, ds, code_table="auto", **kw)
+    assert table["code_table"] is True and direct["code_table"] is False
+    assert sum(calls) == len(ds) < n_direct  # each image encoded exactly once
+    for k in ("mig", "sap", "beta_vae_score", "beta_vae_train", "factor_vae_score", "factor_vae_train"):
+        assert table[k] == pytest.approx(direct[k], abs=1e-9), k
+    assert "encode_table" in table["timings_s"]
+
+
+def test_code_table_refused_for_data_that_cannot_be_enumerated():
+    with pytest.raises(ValueError, match="code_table=True needs enumerable data; FakeData"):
+        evaluate(make_encoder("perfect", (3, 4, 5)), FakeData((3, 4, 5)), metrics="mig", code_table=True,
+                 progress=False, sizes=SMALL)
+    with pytest.raises(ValueError, match="code_table must be 'auto', True or False"):
+        evaluate(make_encoder("perfect", (3, 4, 5)), FakeData((3, 4, 5)), metrics="mig", code_table="yes",
+                 progress=False, sizes=SMALL)

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         sizes=_parse_sizes(args.sizes),
         n_jobs=args.jobs,
         dci_backend=args.dci_backend,
+        code_table={"auto": "auto", "on": True, "off": False}[args.code_table],
     )
     out = Path(args.output) if args.output else run_dir / "metrics.json"
     out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
@@ -81,6 +82,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000")
     p.add_argument("--dci-backend", choices=("exact", "fast"), default="exact", help="exact: the reference GradientBoostingClassifier (minutes); fast: histogram boosting, ~8x faster, approximate")
+    p.add_argument("--code-table", choices=("auto", "on", "off"), default="auto",
+                   help="encode every image once and look codes up (same scores; auto: when the metrics "
+                   "would draw more observations than the dataset has, e.g. dSprites at standard sizes)")
     p.add_argument("--jobs", type=int, default=None, help="threads for the classifier fits (default all CPUs)")
     p.add_argument("--output", default=None, help="where to write the JSON (default RUN_DIR/metrics.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -176,18 +176,25 @@ class GroundTruthData:
         assert self.images is not None
         return self.images[index]
 
+    def indices_from_factors(self, factors: np.ndarray, rng: RNG) -> np.ndarray:
+        """Row index (``n`` int64) of an image showing each factor combination (``n x K``).
+
+        Where several images share a combination (MNIST, user data), one is drawn at random with
+        ``rng`` (on a full grid ``rng`` is not used).
+        """
+        f = np.asarray(factors, dtype=np.int64)
+        if self.full_grid:
+            return self.index_of(f)
+        self._check_factors(f)
+        start, count = self._groups_of(f)
+        return self._order[start + integers(rng, count, len(f))]
+
     def observations_from_factors(self, factors: np.ndarray, rng: RNG) -> torch.Tensor:
         """``float32`` tensor ``n x C x H x W`` in ``[0, 1]`` showing the given factors.
 
         Where several images share a factor combination (MNIST, user data), one is drawn at random.
         """
-        f = np.asarray(factors, dtype=np.int64)
-        if self.full_grid:
-            idx = self.index_of(f)
-        else:
-            self._check_factors(f)
-            start, count = self._groups_of(f)
-            idx = self._order[start + integers(rng, count, len(f))]
+        idx = self.indices_from_factors(factors, rng)
         return to_float(self.images_at(torch.from_numpy(idx)))
 
     def sample(self, n: int, rng: RNG) -> tuple[np.ndarray, torch.Tensor]:

