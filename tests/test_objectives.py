@@ -281,7 +281,10 @@ def test_vae_loss_gradient_reaches_z_but_not_the_discriminator() -> None:
     z_grad = z.grad.clone()
     before = [p.detach().clone() for p in obj.discriminator.parameters()]
     logs = obj.extra_step(z.detach(), 0)
-    assert set(logs) == {"d_loss", "d_accuracy"}
+    assert set(logs) == {"d_loss", "d_accuracy", "d_real", "d_perm"}
+    # D(z_real) before the update is what terms saw; terms leaves d_perm to extra_step in training
+    torch.testing.assert_close(logs["d_real"], out["d_real"])
+    assert "d_perm" not in out
     assert all(not torch.equal(a, b) for a, b in zip(before, obj.discriminator.parameters()))
     torch.testing.assert_close(z.grad, z_grad)
 

@@ -80,20 +80,26 @@ class FactorVAE(Objective):
         kl = kl_per_dim(mu, logvar).sum()
         d_z = self._frozen_d(z)
         tc = (d_z[:, REAL] - d_z[:, PERMUTED]).mean()
-        with torch.no_grad():
-            d_real = d_z.softmax(1)[:, REAL].mean()
-            d_perm = self._frozen_d(permute_dims(z)).softmax(1)[:, REAL].mean()
         loss = rec + kl + self.hparams["gamma"] * tc
-        return {"loss": loss, "rec": rec, "kl": kl, "tc": tc, "d_real": d_real, "d_perm": d_perm}
+        out = {"loss": loss, "rec": rec, "kl": kl, "tc": tc, "d_real": d_z.detach().softmax(1)[:, REAL].mean()}
+        if not torch.is_grad_enabled():
+            # Evaluation. In training, extra_step logs d_perm from the permuted codes it feeds D
+            # anyway (same D, before its update), which saves one D forward per step.
+            with torch.no_grad():
+                out["d_perm"] = self._frozen_d(permute_dims(z)).softmax(1)[:, REAL].mean()
+        return out
 
     def extra_step(self, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """One Adam step of D on ``z: B x D`` (detached here): real = ``z``, fake =
         ``permute_dims(z)`` with a fresh permutation (disentanglement_lib trains D on the same
         batch this way; the paper permutes a second batch). Loss: the mean of the two
-        cross-entropies. Returns ``d_loss`` (nats) and ``d_accuracy`` (on these 2B codes)."""
+        cross-entropies. Returns ``d_loss`` (nats), ``d_accuracy`` (on these 2B codes), and
+        ``d_real``/``d_perm``: D's mean probability of "real" for the codes and their permutation,
+        before this update (the training logs of those two quantities)."""
         z = z.detach()
         with torch.enable_grad():
-            real, fake = self.discriminator(z), self.discriminator(permute_dims(z))
+            logits = self.discriminator(torch.cat([z, permute_dims(z)]))  # one forward for both
+            real, fake = logits[: len(z)], logits[len(z) :]
             d_loss = 0.5 * (
                 F.cross_entropy(real, torch.full((len(z),), REAL, device=z.device))
                 + F.cross_entropy(fake, torch.full((len(z),), PERMUTED, device=z.device))
@@ -104,4 +110,5 @@ class FactorVAE(Objective):
             self.extra_optimizer.step()
         with torch.no_grad():
             acc = 0.5 * ((real.argmax(1) == REAL).float().mean() + (fake.argmax(1) == PERMUTED).float().mean())
-        return {"d_loss": d_loss.detach(), "d_accuracy": acc}
+            d_real, d_perm = real.softmax(1)[:, REAL].mean(), fake.softmax(1)[:, REAL].mean()
+        return {"d_loss": d_loss.detach(), "d_accuracy": acc, "d_real": d_real, "d_perm": d_perm}
