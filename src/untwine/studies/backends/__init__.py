@@ -1,9 +1,11 @@
 """Sweep backends: where :func:`untwine.studies.sweep.execute_run` runs.
 
-A backend is a function ``run_all(specs, jobs, on_start=None, on_done=None) -> list[RunOutcome]``
-that calls ``execute_run(spec)`` once per spec (anywhere: this process, a process pool, a cluster),
-calls ``on_start(spec)`` / ``on_done(outcome)`` in the driver process, and returns the outcomes in
-``specs`` order. All run logic (skip, resume, failure records) lives in ``execute_run``.
+A backend is a function ``run_all(units, jobs, on_start=None, on_done=None) -> list[RunOutcome]``.
+Each unit is a :class:`~untwine.studies.sweep.RunSpec` (run it with ``execute_run(spec)``) or a
+list of them (a pack, ``sweep --pack K``: run it with ``execute_pack(specs)``), anywhere: this
+process, a process pool, a cluster. It calls ``on_start(spec)`` / ``on_done(outcome)`` per run in
+the driver process and returns the outcomes. All run logic (skip, resume, failure records) lives
+in ``execute_run`` / ``execute_pack``.
 """
 
 from __future__ import annotations

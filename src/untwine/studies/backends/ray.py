@@ -14,6 +14,8 @@ finished runs, resuming from checkpoints and failure records all live in ``execu
   (``retry_exceptions=False``): ``execute_run`` records them in ``failed.json``.
 - Each task pins ``torch.set_num_threads(threads)`` (default: ``num_cpus``), so results do not
   depend on the worker node's core count.
+- A pack of runs (``sweep(..., pack=K)``: a list of specs among ``specs``) is one task running
+  :func:`~untwine.studies.sweep.execute_pack`; its ``num_cpus``/``num_gpus`` are then per pack.
 
 Run folders are written by the workers: on a cluster ``out`` must be a shared filesystem path
 mounted at the same place on every node (see ``docs/ray.md``).
@@ -30,15 +32,17 @@ from typing import Any, Callable, Sequence
 
 import ray  # a missing ray -> ModuleNotFoundError(name="ray"): backends.get() names the extra
 
-from ..sweep import RunOutcome, RunSpec, execute_run
+from ..sweep import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
-def _run_one(spec: RunSpec, threads: int, execute: Callable[[RunSpec], RunOutcome]) -> RunOutcome:
-    """The body of one Ray task: fix the torch thread count, then run (or resume, or skip)."""
+def _run_unit(unit: list[RunSpec], threads: int, execute: Callable[[RunSpec], RunOutcome],
+              pack: Callable[[list[RunSpec]], list[RunOutcome]]) -> list[RunOutcome]:
+    """The body of one Ray task: fix the torch thread count, then run (or resume, or skip) one
+    run or one pack."""
     import torch
 
     torch.set_num_threads(threads)
-    return execute(spec)
+    return execute_unit(unit, execute, pack)
 
 
 def connect(address: str | None = None, runtime_env: dict[str, Any] | None = None,
@@ -108,11 +112,12 @@ def capacity(num_cpus: float, num_gpus: float) -> int:
 
 
 def run_all(
-    specs: Sequence[RunSpec],
+    specs: Sequence[Unit],
     jobs: int | None = None,
     on_start: Callable[[RunSpec], None] | None = None,
     on_done: Callable[[RunOutcome], None] | None = None,
     execute: Callable[[RunSpec], RunOutcome] = execute_run,
+    execute_pack: Callable[[list[RunSpec]], list[RunOutcome]] = execute_pack,
     *,
     address: str | None = None,
     num_cpus: float = 1,
@@ -126,7 +131,9 @@ def run_all(
     """Run every spec as a Ray task; return the outcomes in ``specs`` order.
 
     Args:
-        specs: the runs (folders are absolute paths; on a cluster, on a shared filesystem).
+        specs: the runs (folders are absolute paths; on a cluster, on a shared filesystem); an
+            entry may be a list of specs, a pack: one task trains it (``execute_pack``), and
+            ``num_cpus``/``num_gpus``/``threads`` apply to that task.
         jobs: at most this many tasks in flight; ``None``: as many as the cluster's resources fit
             now (``cluster CPUs / num_cpus``, and ``GPUs / num_gpus`` when ``num_gpus > 0``).
             ``on_start`` is called when a task is submitted, so keeping the window at the
@@ -134,6 +141,8 @@ def run_all(
         on_start, on_done: driver-side callbacks (the sweep's progress view).
         execute: the function a task calls (default :func:`execute_run`); must be importable on
             the workers (or picklable by value).
+        execute_pack: the function a pack's task calls (default
+            :func:`~untwine.studies.sweep.execute_pack`).
         address: ``None`` (``$RAY_ADDRESS`` if set, else a local instance), ``"auto"``,
             ``"HOST:6379"`` or ``"ray://HOST:10001"`` (Ray Client: needs ``ray[client]``).
         num_cpus: CPUs each task reserves (may be fractional; > 0).
@@ -159,60 +168,67 @@ def run_all(
     on_start = on_start or (lambda s: None)
     on_done = on_done or (lambda o: None)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not specs:
+    units = [unit_specs(u) for u in specs]
+    if not units:
         return []
-    _check_paths(specs)
+    _check_paths([s for u in units for s in u])
 
     started_here, dashboard = connect(address, runtime_env, local_cpus)
     try:
         window = jobs if jobs is not None else capacity(num_cpus, num_gpus)
         res = ray.cluster_resources()
+        packed = any(len(u) > 1 for u in units)
         local = started_here and (address or os.environ.get("RAY_ADDRESS") or "local") == "local"
         where = "local Ray instance" if local else "Ray cluster"
         log(f"ray: {where} with {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs, "
-            f"{len(ray.nodes())} node(s); {window} run(s) at a time "
+            f"{len(ray.nodes())} node(s); {window} {'task' if packed else 'run'}(s) at a time "
             f"({num_cpus:g} CPU{', %g GPU' % num_gpus if num_gpus else ''} each)"
             + (f"; dashboard {dashboard}" if dashboard else ""))
         if num_gpus > 0 and not res.get("GPU", 0):
             log("ray: no GPU in the cluster now: the runs wait until a GPU node joins "
                 "(Ctrl-C to stop; --num-gpus 0 runs on CPUs)")
-        task = ray.remote(_run_one)
+        task = ray.remote(_run_unit)
         n_threads = threads if threads is not None else max(1, int(num_cpus))
-        return _drive(specs, window, on_start, on_done, execute, task, n_threads,
+        return _drive(units, window, on_start, on_done, execute, execute_pack, task, n_threads,
                       num_cpus, num_gpus, max_retries)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _drive(specs: Sequence[RunSpec], window: int, on_start: Callable, on_done: Callable,
-           execute: Callable, task: Any, threads: int, num_cpus: float, num_gpus: float,
-           max_retries: int) -> list[RunOutcome]:
+def _drive(units: list[list[RunSpec]], window: int, on_start: Callable, on_done: Callable,
+           execute: Callable, execute_pack: Callable, task: Any, threads: int, num_cpus: float,
+           num_gpus: float, max_retries: int) -> list[RunOutcome]:
     outcomes: dict[str, RunOutcome] = {}
-    todo = list(specs)
-    running: dict[Any, RunSpec] = {}
+    todo = list(units)
+    running: dict[Any, list[RunSpec]] = {}
     try:
         while todo or running:
             while todo and len(running) < window:
-                spec = todo.pop(0)
-                on_start(spec)
+                unit = todo.pop(0)
+                for spec in unit:
+                    on_start(spec)
+                name = unit[0].name + (f" (+{len(unit) - 1} packed)" if len(unit) > 1 else "")
                 ref = task.options(
-                    name=f"untwine:{spec.name}", num_cpus=num_cpus, num_gpus=num_gpus,
+                    name=f"untwine:{name}", num_cpus=num_cpus, num_gpus=num_gpus,
                     max_retries=max_retries, retry_exceptions=False,
-                ).remote(spec, threads, execute)
-                running[ref] = spec
+                ).remote(unit, threads, execute, execute_pack)
+                running[ref] = unit
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
-                spec = running.pop(ref)
+                unit = running.pop(ref)
                 try:
-                    out = ray.get(ref)
+                    outs = ray.get(ref)
                 except ray.exceptions.RayError as e:  # worker/node died max_retries + 1 times
                     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    out = RunOutcome(spec.name, "failed", f"ray task failed: {type(e).__name__}: {first}")
-                outcomes[spec.name] = out
-                on_done(out)
+                    why = f"ray task failed: {type(e).__name__}: {first}"
+                    outs = [RunOutcome(s.name, "finished") if is_finished(s.dir) else RunOutcome(s.name, "failed", why)
+                            for s in unit]
+                for out in outs:
+                    outcomes[out.name] = out
+                    on_done(out)
     except BaseException:
         for ref in running:
             ray.cancel(ref, force=True)
         raise
-    return [outcomes[s.name] for s in specs]
+    return [outcomes[s.name] for u in units for s in u]
