@@ -97,14 +97,14 @@ def worker_plain(a: argparse.Namespace) -> float:
             return self.net(self.fc(z).view(-1, 64, 4, 4))
 
     imgs, _ = synthetic_images()
-    data = torch.from_numpy(imgs).float().div(255).unsqueeze(1)
+    data = torch.from_numpy(imgs).float().div(255).unsqueeze(1).to(a.device)
     torch.manual_seed(0)
-    enc, dec = Encoder(), Decoder()
+    enc, dec = Encoder().to(a.device), Decoder().to(a.device)
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-4)
     beta = 4.0
 
     def step() -> float:
-        x = data[torch.randint(len(data), (a.batch,))]
+        x = data[torch.randint(len(data), (a.batch,), device=a.device)]
         mu, logvar = enc(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         rec = F.binary_cross_entropy_with_logits(dec(z), x, reduction="sum") / len(x)
@@ -137,7 +137,7 @@ def worker_untwine(a: argparse.Namespace, model: str) -> float:
     with tempfile.TemporaryDirectory() as d:
         def cfg(out: str, steps: int) -> RunConfig:
             return RunConfig(model=model, steps=steps, batch_size=a.batch, eval_images=a.batch,
-                             eval_every=steps, checkpoint_every=steps, log_every=100, device="cpu",
+                             eval_every=steps, checkpoint_every=steps, log_every=100, device=a.device,
                              out=str(Path(d) / out))
 
         train(cfg("warm", 2), progress=False, data=data)  # warm-up: allocator, oneDNN kernels
@@ -153,7 +153,7 @@ def worker_packed(a: argparse.Namespace, how: str) -> float:
         def cfgs(tag: str, steps: int) -> list[RunConfig]:
             return [RunConfig(model="beta-vae", hparams={"beta": 1.0 + k}, seed=k, steps=steps,
                               batch_size=a.pack_batch, eval_images=a.pack_batch, eval_every=steps,
-                              checkpoint_every=steps, log_every=100, device="cpu",
+                              checkpoint_every=steps, log_every=100, device=a.device,
                               out=str(Path(d) / f"{tag}{k}")) for k in range(a.pack)]
 
         if how == "one-at-a-time":
@@ -186,12 +186,14 @@ def step_ratio(a: argparse.Namespace, rounds: int = 12) -> tuple[float, float]:
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = VAE("conv64", 1, 10).to(memory_format=torch.channels_last)
+    model = VAE("conv64", 1, 10).to(a.device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     imgs, _ = synthetic_images()
-    x = torch.from_numpy(imgs[: a.batch]).float().div(255).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-    objectives = {"beta-vae": build("beta-vae", dataset_size=len(imgs), latents=10, beta=4.0),
-                  "factor-vae": build("factor-vae", dataset_size=len(imgs), latents=10)}
+    x = torch.from_numpy(imgs[: a.batch]).float().div(255).unsqueeze(1).to(a.device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    objectives = {"beta-vae": build("beta-vae", dataset_size=len(imgs), latents=10, beta=4.0).to(a.device),
+                  "factor-vae": build("factor-vae", dataset_size=len(imgs), latents=10).to(a.device)}
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in objectives}
     for _ in range(rounds):
         for name, obj in objectives.items():
@@ -203,6 +205,7 @@ def step_ratio(a: argparse.Namespace, rounds: int = 12) -> tuple[float, float]:
             opt.step()
             if obj.has_extra_step:
                 obj.extra_step(z.detach(), 0)
+            sync()
             times[name].append(time.perf_counter() - t)
     return statistics.median(times["beta-vae"][2:]), statistics.median(times["factor-vae"][2:])
 
@@ -231,7 +234,7 @@ def measure(name: str, a: argparse.Namespace, malloc: bool) -> float:
         env.update(MALLOC_ENV)
     cmd = [sys.executable, __file__, "--worker", name, "--steps", str(a.steps), "--batch", str(a.batch),
            "--threads", str(a.threads), "--pack", str(a.pack), "--pack-batch", str(a.pack_batch),
-           "--pack-steps", str(a.pack_steps)]
+           "--pack-steps", str(a.pack_steps), "--device", a.device]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {name} failed:\n{out.stderr[-2000:]}")
@@ -263,6 +266,7 @@ def main() -> int:
     ap.add_argument("--no-pack", action="store_true", help="skip the packed benchmark")
     ap.add_argument("--no-vmap", action="store_true", help="skip the vmap backend in the packed benchmark")
     ap.add_argument("--quick", action="store_true", help="small settings for make bench")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: every variant runs there")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -274,7 +278,8 @@ def main() -> int:
     import torch
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"bench_train: torch {torch.__version__}, {os.cpu_count()} CPUs, threads "
+    dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"
+    print(f"bench_train: device {dev}, torch {torch.__version__}, {os.cpu_count()} CPUs, threads "
           f"{a.threads or torch.get_num_threads()}, batch {a.batch}, {a.steps} steps x {a.repeats} "
           f"rounds, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if importlib.util.find_spec("disent") is None:
@@ -290,6 +295,9 @@ def main() -> int:
         print(f"{k:24s} median {statistics.median(v):8.1f} images/s")
     r = median_ratio(res, "untwine-bvae", "plain")
     print(f"ratio untwine beta-VAE / plain loop (images/s): {r:.3f} (target >= 1.35: {'met' if r >= 1.35 else 'NOT met'})")
+    best = max(res["untwine-bvae"])
+    print(f"300,000 steps of beta-VAE batch {a.batch} at the best untwine rate ({best:.0f} images/s): "
+          f"{300000 * a.batch / best / 60:.1f} minutes")
     r = median_ratio(res, "untwine-bvae-nomalloc", "plain")
     print(f"ratio untwine beta-VAE without malloc settings / plain loop: {r:.3f}")
     r = median_ratio(res, "untwine-bvae", "untwine-bvae-nomalloc")
@@ -308,7 +316,8 @@ def main() -> int:
         pres = interleaved(variants, a)
         for k, v in pres.items():
             print(f"{k:24s} median {statistics.median(v):8.1f} images/s (aggregate)")
-        print(f"ratio packed (loop backend) / one-at-a-time, K={a.pack}: {median_ratio(pres, 'packed', 'one-at-a-time'):.3f}")
+        print(f"ratio packed (default backend: loop on CPU, vmap on CUDA) / one-at-a-time, K={a.pack}: "
+              f"{median_ratio(pres, 'packed', 'one-at-a-time'):.3f}")
         if not a.no_vmap:
             print(f"ratio packed (vmap backend) / one-at-a-time, K={a.pack}: "
                   f"{median_ratio(pres, 'packed-vmap', 'one-at-a-time'):.3f}")
