@@ -326,8 +326,8 @@ def _eval_section(ev: dict, where: str) -> dict:
     if "seed" in ev:
         out["seed"] = ev["seed"]
     if "dci_backend" in ev:
-        if ev["dci_backend"] not in ("exact", "fast"):
-            raise StudyError(f"{where}: eval.dci_backend must be \"exact\" or \"fast\", got {ev['dci_backend']!r}")
+        if ev["dci_backend"] not in ("exact", "sklearn", "fast"):
+            raise StudyError(f"{where}: eval.dci_backend must be \"exact\", \"sklearn\" or \"fast\", got {ev['dci_backend']!r}")
         out["dci_backend"] = ev["dci_backend"]
     return out
 
