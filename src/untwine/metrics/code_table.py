@@ -12,12 +12,12 @@ scores are the same up to the encoder's batch-size rounding.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from .utils import check_codes, to_numpy
+from .utils import encode_chunks
 
 
 def supports_table(data: Any) -> bool:
@@ -55,23 +55,17 @@ class CodeTable:
         self.factor_sizes = data.factor_sizes
         self.num_factors = data.num_factors
         n = len(data)
-        codes: np.ndarray | None = None
-        with tqdm(total=n, desc="encode all images", unit="img", disable=not progress, leave=False) as bar:
-            for start in range(0, n, chunk_size):
-                rows = torch.arange(start, min(n, start + chunk_size))
-                z = to_numpy(encode(to_float(data.images_at(rows))))
-                if z.ndim != 2 or z.shape[0] != len(rows):
-                    raise ValueError(
-                        f"encode must return one code row per observation (n x D), got shape {z.shape} "
-                        f"for {len(rows)} observations"
-                    )
-                z = check_codes(z, "encoded codes")
-                if codes is None:
-                    codes = np.empty((n, z.shape[1]), dtype=np.float64)
-                codes[start : start + len(rows)] = z
-                bar.update(len(rows))
-        assert codes is not None, "empty dataset"
-        self.codes = codes
+        if n == 0:
+            raise ValueError(f"{type(data).__name__} has no images to encode")
+
+        def chunks() -> Iterator[torch.Tensor]:
+            with tqdm(total=n, desc="encode all images", unit="img", disable=not progress, leave=False) as bar:
+                for start in range(0, n, chunk_size):
+                    rows = torch.arange(start, min(n, start + chunk_size))
+                    yield to_float(data.images_at(rows))
+                    bar.update(len(rows))
+
+        self.codes = encode_chunks(encode, chunks(), n)
 
     def __len__(self) -> int:
         return len(self.codes)

@@ -196,6 +196,33 @@ def parallel_map(fn: Callable[..., T], items: Sequence[Any] | Iterable[Any], n_j
         return list(pool.map(fn, items))
 
 
+def encode_chunks(encode: Callable[[Any], Any], chunks: Iterable[Any], n: int) -> np.ndarray:
+    """Codes (``n x D`` float64) of observations arriving in chunks, in order.
+
+    ``encode(chunk)`` must return one code row per observation (numpy or torch); every chunk is
+    validated (shape, finite values, same ``D``) and only one is alive at a time.
+    """
+    out: np.ndarray | None = None
+    start = 0
+    for obs in chunks:
+        m = len(obs)
+        z = to_numpy(encode(obs))
+        if z.ndim != 2 or z.shape[0] != m:
+            raise ValueError(
+                f"encode must return one code row per observation (n x D), got shape {z.shape} "
+                f"for {m} observations"
+            )
+        z = check_codes(z, "encoded codes")
+        if out is None:
+            out = np.empty((n, z.shape[1]), dtype=np.float64)
+        elif z.shape[1] != out.shape[1]:
+            raise ValueError(f"encode returned {z.shape[1]} columns, earlier {out.shape[1]}")
+        out[start : start + m] = z
+        start += m
+    assert out is not None and start == n, "no observations to encode"
+    return out
+
+
 def encode_factors(
     data: Any,
     encode: Callable[[Any], Any],
@@ -210,23 +237,11 @@ def encode_factors(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    out: np.ndarray | None = None
-    for start in range(0, len(factors), chunk_size):
-        f = factors[start : start + chunk_size]
-        z = to_numpy(encode(data.observations_from_factors(f, rng)))
-        if z.ndim != 2 or z.shape[0] != len(f):
-            raise ValueError(
-                f"encode must return one code row per observation (n x D), got shape {z.shape} "
-                f"for {len(f)} observations"
-            )
-        z = check_codes(z, "encoded codes")
-        if out is None:
-            out = np.empty((len(factors), z.shape[1]), dtype=np.float64)
-        elif z.shape[1] != out.shape[1]:
-            raise ValueError(f"encode returned {z.shape[1]} columns, earlier {out.shape[1]}")
-        out[start : start + len(f)] = z
-    assert out is not None
-    return out
+    chunks = (
+        data.observations_from_factors(factors[i : i + chunk_size], rng)
+        for i in range(0, len(factors), chunk_size)
+    )
+    return encode_chunks(encode, chunks, len(factors))
 
 
 def check_data(data: Any) -> None:
