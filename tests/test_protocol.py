@@ -67,6 +67,34 @@ def test_sampler_resumes_identically():
     assert torch.equal(a, s2.next())
 
 
+def test_sampler_state_from_another_device_type_reseeds_deterministically():
+    imgs, fac = _grid()
+    d = from_arrays(imgs, fac, ["a", "b", "c"])
+    cuda_like = {"generator": torch.tensor([7, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0], dtype=torch.uint8),
+                 "device_type": "cuda"}  # a CUDA generator's state: seed, offset
+    draws = []
+    for _ in range(2):
+        s = BatchSampler(d, 8, seed=0)
+        s.load_state_dict(cuda_like)
+        draws.append(s.next_indices())
+    fresh = BatchSampler(d, 8, seed=0).next_indices()
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], fresh)
+    assert BatchSampler(d, 8, seed=0).state_dict()["device_type"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_sampler_draws_indices_on_the_device_and_resumes():
+    imgs, fac = _grid()
+    d = from_arrays(imgs, fac, ["a", "b", "c"])
+    s = BatchSampler(d, 8, indices=np.arange(0, len(d), 2), seed=3, device="cuda")
+    assert s.next_indices().device.type == "cuda" and s.next().device.type == "cuda"
+    state = s.state_dict()
+    a = s.next()
+    s2 = BatchSampler(d, 8, indices=np.arange(0, len(d), 2), seed=5, device="cuda")
+    s2.load_state_dict(state)
+    assert torch.equal(a, s2.next())
+
+
 def test_split_is_disjoint_and_complete():
     tr, va = train_val_split(100, 0.2, seed=0)
     assert len(va) == 20 and len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100

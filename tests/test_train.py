@@ -82,6 +82,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
     ({"device": "tpu"}, r"unknown device 'tpu'; choose one of auto, cpu, cuda"),
     ({"val_fraction": 0.0}, r"val_fraction must be in \(0, 1\)"),
     ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\), got 1.0"),
+    ({"compile": "fast"}, r"unknown compile 'fast'; choose one of off, on, default, reduce-overhead"),
+    ({"precision": "fp16"}, r"unknown precision 'fp16'; choose one of fp32, bf16"),
 ])
 def test_config_validation_errors(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -181,3 +183,65 @@ def test_cli_hparam_flags_and_toml_precedence(tmp_path, capsys):
         assert f"{flag}: not a hyperparameter of beta-vae (it takes --beta)" in capsys.readouterr().err
     assert main(_cli(tmp_path, "--model", "beta-vae", "--beta", "-1", "--out", str(tmp_path / "y"))) == 2
     assert "beta must be" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+# ---------------------------------------------------------------------- speed options
+def _train_losses(run) -> list[float]:
+    rows = [json.loads(ln) for ln in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["split"] == "train"]
+
+
+def test_bf16_autocast_trains_with_float32_outputs_and_close_losses(tmp_path):
+    from untwine.train.speed import AutocastForward
+
+    kw = dict(steps=4, log_every=1, eval_every=1, latents=4)
+    fp32 = train(tiny(tmp_path / "a", **kw), progress=False)
+    bf16 = train(tiny(tmp_path / "b", precision="bf16", **kw), progress=False)
+    a, b = _train_losses(fp32), _train_losses(bf16)
+    assert len(a) == len(b) == 4
+    # same init, batches and eps: bfloat16's 8-bit mantissa moves the loss by well under 1%
+    assert all(math.isclose(u, v, rel_tol=1e-2) for u, v in zip(a, b)), (a, b)
+    assert a != b  # autocast really ran in bfloat16
+    out = AutocastForward(bf16.model, "cpu")(torch.rand(2, 1, 64, 64))
+    assert [t.dtype for t in out] == [torch.float32] * 4
+
+
+def test_compiled_step_equals_eager(tmp_path):
+    import torch._inductor.config as inductor_config
+
+    kw = dict(steps=3, log_every=1, eval_every=1, latents=4)
+    eager = train(tiny(tmp_path / "a", **kw), progress=False)
+    # eager RNG inside compiled code, so eps is the same stream and the runs can be compared
+    with inductor_config.patch(fallback_random=True):
+        compiled = train(tiny(tmp_path / "b", compile="on", **kw), progress=False)
+    a, b = _train_losses(eager), _train_losses(compiled)
+    assert len(a) == len(b) == 3
+    assert all(math.isclose(u, v, rel_tol=1e-4) for u, v in zip(a, b)), (a, b)
+    assert compiled.summary["config"]["compile"] == "on"
+
+
+def test_compile_mode_per_device():
+    from untwine.train.speed import compile_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert compile_mode("off", cpu) is None
+    assert compile_mode("on", cpu) == "default" and compile_mode("on", cuda) == "reduce-overhead"
+    assert compile_mode("max-autotune", cpu) == "max-autotune"
+
+
+def test_resume_may_change_compile_but_not_precision(tmp_path):
+    cfg = tiny(tmp_path, steps=2)
+    train(cfg, progress=False)
+    with pytest.raises(ValueError, match=r"holds a run with precision='fp32', not 'bf16'"):
+        train(tiny(tmp_path, steps=3, precision="bf16"), progress=False, resume=True)
+    run = train(tiny(tmp_path, steps=3, compile="default"), progress=False, resume=True)
+    assert run.summary["steps"] == 3 and run.summary["status"] == "finished"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_compiled_bf16_run_trains(tmp_path):
+    run = train(tiny(tmp_path, steps=40, eval_every=20, log_every=10, device="cuda", compile="on",
+                     precision="bf16", batch_size=64), progress=False)
+    losses = _train_losses(run)
+    assert run.summary["status"] == "finished" and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]

@@ -27,6 +27,8 @@ _HELP = {
     "checkpoint_every": "steps between checkpoints (default steps // 10, at most 5000)",
     "log_every": "steps between progress updates and NaN checks",
     "eval_images": "validation images per evaluation",
+    "compile": "torch.compile the model: off, on (CUDA graphs on CUDA), or a torch.compile mode",
+    "precision": "fp32, or bf16 (encoder/decoder under bfloat16 autocast)",
 }
 
 

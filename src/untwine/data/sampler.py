@@ -18,10 +18,14 @@ class BatchSampler:
         batch_size: images per batch.
         indices: rows to draw from (e.g. the training split); default all rows.
         seed: seeds the sampler's own ``torch.Generator`` (independent of the global RNG).
-        device: where batches are produced. On CUDA, resident images are copied to the device once.
+        device: where batches are produced. On CUDA, resident images are copied to the device once
+            and the row indices are drawn there too (a CUDA generator), so a batch costs the host
+            no synchronisation: no index upload per step. The batch stream therefore depends on
+            the device type (CPU and CUDA generators differ); each is reproducible.
 
     ``state_dict()``/``load_state_dict()`` capture the generator so a resumed run sees the same
-    batches. Yields ``B x C x H x W`` float32 tensors.
+    batches; a state saved on the other device type (a run moved between CPU and GPU) reseeds the
+    generator deterministically from it. Yields ``B x C x H x W`` float32 tensors.
     """
 
     def __init__(
@@ -40,17 +44,22 @@ class BatchSampler:
         idx = torch.as_tensor(np.arange(len(data)) if indices is None else indices, dtype=torch.int64)
         if idx.numel() == 0:
             raise ValueError(f"{data.name}: no rows to sample from")
-        self.indices = idx
         self._all = indices is None
-        self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(int(seed))
         self._images = data.images
-        if self._images is not None and self.device.type != "cpu":
+        on_device = self._images is not None and self.device.type != "cpu"
+        if on_device:
             self._images = self._images.to(self.device)
+        self.index_device = self.device if on_device else torch.device("cpu")
+        self.indices = idx.to(self.index_device)
+        self.generator = torch.Generator(device=self.index_device)
+        self.generator.manual_seed(int(seed))
 
     def next_indices(self) -> torch.Tensor:
-        """Row indices of the next batch (``B`` int64, CPU)."""
-        pos = torch.randint(len(self.indices), (self.batch_size,), generator=self.generator)
+        """Row indices of the next batch (``B`` int64, on :attr:`index_device`: the batch device
+        when the images are resident there, else the CPU)."""
+        pos = torch.randint(
+            len(self.indices), (self.batch_size,), generator=self.generator, device=self.index_device
+        )
         return pos if self._all else self.indices[pos]
 
     def next(self) -> torch.Tensor:
@@ -66,7 +75,19 @@ class BatchSampler:
             yield self.next()
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(), "device_type": self.index_device.type}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        saved = state["generator"]
+        if state.get("device_type", "cpu") == self.index_device.type:
+            self.generator.set_state(saved)
+        else:  # another generator kind: continue with a stream derived from the saved state
+            self.generator.manual_seed(_derived_seed(saved))
+
+
+def _derived_seed(state: torch.Tensor) -> int:
+    """A 63-bit seed determined by a generator state (any kind): for moving runs between devices."""
+    import hashlib
+
+    digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -39,4 +39,5 @@ class AnnealedVAE(Objective):
         kl = kl_per_dim(mu, logvar).sum()
         c = self.capacity(step)
         loss = rec + self.hparams["gamma"] * (kl - c).abs()
-        return {"loss": loss, "rec": rec, "kl": kl, "capacity": torch.tensor(c, device=kl.device)}
+        capacity = torch.full((), c, device=kl.device)  # a fill, not a host->device copy (no sync)
+        return {"loss": loss, "rec": rec, "kl": kl, "capacity": capacity}

@@ -23,9 +23,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEVICES = ("auto", "cpu", "cuda")
+# "on": torch.compile's "reduce-overhead" mode (CUDA graphs) on CUDA, its "default" mode on CPU.
+COMPILE_MODES = ("off", "on", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PRECISIONS = ("fp32", "bf16")
 
-# Fields that may differ between a run and its resumption (they do not change the weights).
-RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "log_every", "device", "out"})
+# Fields that may differ between a run and its resumption (how the step runs, not what it computes).
+RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "log_every", "device", "out", "compile"})
 
 
 @dataclass
@@ -37,6 +40,12 @@ class RunConfig:
     ``steps`` by :meth:`resolved` (``eval_every = clip(steps // 20, 1, 1000)``,
     ``checkpoint_every = clip(steps // 10, 1, 5000)``); ``out=None`` becomes
     ``runs/<model>-<dataset>-seed<seed>``.
+
+    Speed options (the training step only; evaluation and checkpoints are unchanged):
+    ``compile`` runs the model's forward (and so its backward) through ``torch.compile``: ``"on"``
+    picks ``"reduce-overhead"`` (CUDA graphs) on CUDA and ``"default"`` on CPU, or name a
+    ``torch.compile`` mode; the first steps pay the compilation (about a minute). ``precision =
+    "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32).
     """
 
     dataset: str = "dsprites"
@@ -59,6 +68,8 @@ class RunConfig:
     checkpoint_every: int | None = None
     log_every: int = 100
     device: str = "auto"
+    compile: str = "off"
+    precision: str = "fp32"
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +163,14 @@ class RunConfig:
         need(
             dev in DEVICES or dev.startswith("cuda:"),
             f"unknown device {dev!r}; choose one of {', '.join(DEVICES)}",
+        )
+        need(
+            self.compile in COMPILE_MODES,
+            f"unknown compile {self.compile!r}; choose one of {', '.join(COMPILE_MODES)}",
+        )
+        need(
+            self.precision in PRECISIONS,
+            f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
         )
         if dev.startswith("cuda"):
             import torch

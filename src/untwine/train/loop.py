@@ -35,6 +35,7 @@ from . import checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MetricsLog, Progress, RunningMeans, to_python, write_json
 from .run import Run, load_run
+from .speed import step_forward
 
 
 def train(
@@ -77,6 +78,7 @@ def train(
         checkpoint.set_rng_state(job.saved["rng"])
     job.optimizer_state = optimizer.state_dict
     job.rng_state = checkpoint.rng_state
+    forward = step_forward(model, cfg, device)  # the model itself unless compile/bf16 are set
 
     # ------------------------------------------------------------------ the loop
     bar = Progress(cfg.steps, job.step, progress, desc=f"{cfg.model} {cfg.dataset}")
@@ -90,7 +92,7 @@ def train(
                 x = job.sampler.next()
                 if job.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                mu, logvar, z, logits = model(x)
+                mu, logvar, z, logits = forward(x)
                 terms = objective.terms(x, mu, logvar, z, logits, job.step)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
@@ -423,7 +425,7 @@ def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
         if k not in RESUMABLE_CHANGES and a[k] != b[k]:
             raise ValueError(
                 f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
-                "settings (only steps, eval_every, checkpoint_every, log_every and device may change) "
+                "settings (only steps, eval_every, checkpoint_every, log_every, device and compile may change) "
                 "or choose another out folder"
             )
 
