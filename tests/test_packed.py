@@ -9,10 +9,13 @@ import torch
 from safetensors.torch import load_file
 
 from untwine import objectives
+from untwine.data import BatchSampler
+from untwine.models import VAE
 from untwine.train import RunConfig, checkpoint, load_run, train
-from untwine.train.packed import train_packed
+from untwine.train import packed
+from untwine.train.packed import DETERMINISTIC_TERMS, PackedVAE, train_packed
 
-from conftest import TINY
+from conftest import TINY, squares
 
 BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
 
@@ -116,6 +119,64 @@ def test_a_diverging_run_fails_alone(tmp_path, monkeypatch):
     assert "loss became nan at step 4" in runs[2].summary["error"]
     assert runs[0].summary["steps"] == 6 and runs[2].summary["steps"] == 5  # found at the next check
     assert checkpoint.load_state(checkpoint.find(runs[2].dir))["step"] == 3  # the last good one
+
+
+def test_deterministic_terms_draw_no_random_numbers():
+    """train_packed skips the RNG swap around these objectives' terms: in training they must not draw."""
+    names = sorted(DETERMINISTIC_TERMS & set(objectives.names()))
+    assert names
+    for name in names:
+        obj = objectives.build(name, dataset_size=100, latents=3)
+        mu, logvar = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(4, 3)
+        x, logits = torch.rand(4, 1, 64, 64), torch.randn(4, 1, 64, 64, requires_grad=True)
+        before = torch.get_rng_state()
+        obj.terms(x, mu, logvar, z, logits, 5)["loss"].backward()
+        assert torch.equal(torch.get_rng_state(), before), name
+
+
+def test_terms_that_draw_use_their_runs_random_stream(tmp_path, monkeypatch):
+    """Objectives outside DETERMINISTIC_TERMS get their run's RNG around terms, so random draws
+    there leave each run equal to its run alone (and without the swap they would not)."""
+    cls = objectives.get("beta-vae")
+    orig = cls.terms
+
+    def terms(self, x, mu, logvar, z, logits, step):
+        t = orig(self, x, mu, logvar, z, logits, step)
+        return {**t, "loss": t["loss"] + 0.0 * torch.randn(())}  # same loss, one draw
+
+    monkeypatch.setattr(cls, "terms", terms)
+    two = BETAS[:2]
+    alone = [train(bvae(tmp_path, "u", b, s, steps=3), progress=False).dir for b, s in two]
+    unswapped = train_packed([bvae(tmp_path, "n", b, s, steps=3) for b, s in two], progress=False)
+    assert not torch.equal(weights(unswapped[1].dir)["decoder.fc.0.weight"], weights(alone[1])["decoder.fc.0.weight"])
+    monkeypatch.setattr(packed, "DETERMINISTIC_TERMS", frozenset())
+    runs = train_packed([bvae(tmp_path, "p", b, s, steps=3) for b, s in two], progress=False)
+    for run, ref in zip(runs, alone):
+        assert_close_runs(run.dir, ref)
+
+
+def test_next_batches_equal_each_samplers_next():
+    data = squares()
+    rows = torch.arange(0, len(data), 3)
+    mk = lambda: [BatchSampler(data, 8, rows, seed=s) for s in (0, 5, 9)]  # noqa: E731
+    a, b = mk(), mk()
+    for _ in range(3):
+        assert torch.equal(packed._next_batches(a), torch.stack([s.next() for s in b]))
+
+
+def test_loop_backend_gives_each_model_channels_last_views_of_the_stacked_weights():
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(VAE("conv64", 1, 3))
+    before = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in models]
+    pack = PackedVAE(models, "loop")
+    for k, (m, b) in enumerate(zip(models, before)):
+        for n, p in m.named_parameters():
+            assert torch.equal(p, b[n]) and p.data_ptr() == pack.params[n][k].data_ptr(), n
+            if p.dim() == 4:  # as Module.to(memory_format=torch.channels_last) lays out a run alone
+                assert p.is_contiguous(memory_format=torch.channels_last), n
 
 
 @pytest.mark.parametrize("kw, match", [

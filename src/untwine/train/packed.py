@@ -6,10 +6,13 @@ become grouped convolutions). Everything else stays per run, so each run is what
 been alone, up to float rounding:
 
 * batches: each run has its own :class:`~untwine.data.BatchSampler` seeded with its seed (same
-  split, same rows as alone);
-* randomness: each run keeps its own torch RNG state (seeded with its seed, after its model's
-  initialisation, as alone); it is swapped in whenever the run draws ``eps`` or its objective draws
-  random numbers (FactorVAE's permutations), so each run consumes the same random stream as alone;
+  split, same rows as alone); the K batches' rows are gathered from the resident images in one
+  ``index_select`` and converted to float once;
+* randomness: each run keeps its own torch random stream (a ``torch.Generator`` seeded with its
+  seed, after its model's initialisation, as alone): ``eps`` is drawn from it, and it is swapped
+  in as the global RNG whenever the run's objective may draw random numbers (every
+  ``extra_step``, e.g. FactorVAE's permutations; ``terms`` of objectives not in
+  :data:`DETERMINISTIC_TERMS`), so each run consumes the same random stream as alone;
 * loss: each run's objective (its own hyperparameters, even its own model) computes its own loss;
   the step minimises their *sum*, so each model's gradient is its own loss's gradient;
 * optimizer: one Adam over the stacked weights. Adam is elementwise, so it is exactly K
@@ -19,6 +22,12 @@ been alone, up to float rounding:
 * run folders: each run writes its own ``config.json``, ``metrics.jsonl``, ``summary.json`` and
   checkpoint (optimizer state sliced out of the stacked Adam), so ``load_run``, resuming one run
   alone with :func:`~untwine.train.train` and the sweep see ordinary runs.
+
+Host work per step that grows with K: per run one row draw, one ``eps`` draw, the objective's
+``terms`` and the run's bookkeeping (``Job.record``/``after_step``), plus its forward with the
+loop backend. The batch gather and the per-run views of outputs and weights (one ``unbind`` per
+tensor; indexing ``t[k]`` would give every run's backward a whole ``K x ...`` zero gradient,
+O(K^2)) are done once per step. ``benchmarks/bench_packed_overhead.py`` measures this overhead.
 
 A run whose loss becomes NaN/inf is stopped (its ``summary.json`` says ``failed``, its last good
 checkpoint is kept) while the others carry on; ``train_packed`` does not raise for it.
@@ -32,7 +41,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.func import functional_call, stack_module_state
 
-from ..data import GroundTruthData, load
+from ..data import BatchSampler, GroundTruthData, load
 from . import checkpoint
 from .config import RunConfig
 from .log import Progress
@@ -64,39 +73,80 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
 
 
 class _RNG:
-    """One run's torch RNG state (CPU, plus the current CUDA device's on CUDA), swapped in on demand."""
+    """One run's torch random stream: a ``torch.Generator`` (CPU, plus one on the current CUDA
+    device on CUDA) holding what the global RNG would hold if the run were trained alone.
+
+    ``eps`` draws from it directly (no swapping); :meth:`active` swaps it in as the global RNG
+    for code that draws from the global RNG (FactorVAE's permutations in ``extra_step``)."""
 
     def __init__(self, device: torch.device, saved: dict[str, Any] | None) -> None:
+        # Not saved: the global state just after this run's model and objective were initialised
+        # from its seed (as alone, also for the CUDA state of a checkpoint that has none).
+        self.device = device
         self.cuda = device.type == "cuda"
-        if saved is not None:
-            self.cpu = saved["torch"]
-            self.gpu = saved["cuda"][torch.cuda.current_device()] if self.cuda and "cuda" in saved else None
-        else:  # just after this run's model and objective were initialised from its seed
-            self.cpu = torch.get_rng_state()
-            self.gpu = torch.cuda.get_rng_state() if self.cuda else None
+        self.cpu = torch.Generator()
+        self.cpu.set_state(saved["torch"] if saved is not None else torch.get_rng_state())
+        self.gpu: torch.Generator | None = None
+        if self.cuda:
+            cuda = saved.get("cuda") if saved is not None else None
+            self.gpu = torch.Generator(device=device)
+            self.gpu.set_state(cuda[torch.cuda.current_device()] if cuda else torch.cuda.get_rng_state())
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """``torch.randn(shape, device=device)`` as the run alone would draw it."""
+        return torch.randn(shape, device=self.device, generator=self.gpu if self.cuda else self.cpu)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        cpu, gpu = torch.get_rng_state(), (torch.cuda.get_rng_state() if self.cuda else None)
-        torch.set_rng_state(self.cpu)
-        if self.cuda:
-            torch.cuda.set_rng_state(self.gpu)
+        cpu = torch.get_rng_state()
+        torch.set_rng_state(self.cpu.get_state())
+        if self.gpu is not None:
+            gpu = torch.cuda.get_rng_state()
+            torch.cuda.set_rng_state(self.gpu.get_state())
         try:
             yield
         finally:
-            self.cpu = torch.get_rng_state()
+            self.cpu.set_state(torch.get_rng_state())
             torch.set_rng_state(cpu)
-            if self.cuda:
-                self.gpu = torch.cuda.get_rng_state()
+            if self.gpu is not None:
+                self.gpu.set_state(torch.cuda.get_rng_state())
                 torch.cuda.set_rng_state(gpu)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores (the format of :func:`checkpoint.rng_state`)."""
         st = checkpoint.rng_state()
-        st["torch"] = self.cpu.clone()
-        if self.cuda:
-            st["cuda"] = [self.gpu.clone()]
+        st["torch"] = self.cpu.get_state()
+        if self.gpu is not None:
+            st["cuda"] = [self.gpu.get_state()]
         return st
+
+
+# Objectives whose ``terms`` draw no random numbers in training, so their runs' RNG need not be
+# swapped in around ``terms`` (FactorVAE's ``terms`` permutes codes only in evaluation, under
+# ``no_grad``; its ``extra_step`` draws and is always run with the run's RNG swapped in).
+# Any other objective gets the swap.
+DETERMINISTIC_TERMS = frozenset({"vae", "beta-vae", "annealed-vae", "beta-tcvae", "dip-vae-i", "dip-vae-ii",
+                                 "factor-vae"})
+
+
+def _next_batches(samplers: Sequence[BatchSampler]) -> torch.Tensor:
+    """The next batch of each of K samplers (of one dataset), as ``K x B x C x H x W`` float32.
+
+    The same rows and values as ``torch.stack([s.next() for s in samplers])`` (each sampler's
+    generator advances as in ``next()``), with one gather and one conversion for all K."""
+    rows = torch.cat([s.next_indices() for s in samplers])
+    first = samplers[0]
+    images = first._images  # the resident images on the samplers' device (None: images_at)
+    if images is not None:
+        if rows.device != images.device:
+            if images.device.type == "cuda":  # from pinned memory the copy is asynchronous: no host sync
+                rows = rows.pin_memory()
+            rows = rows.to(images.device, non_blocking=True)
+        batch = images.index_select(0, rows)
+    else:
+        batch = first.data.images_at(rows)
+    batch = batch.to(first.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
+    return batch.view(len(samplers), -1, *batch.shape[1:])
 
 
 BACKENDS = ("auto", "vmap", "loop")
@@ -112,8 +162,10 @@ class PackedVAE:
     ``(mu, logvar, z, logits)``, each with a leading ``K`` axis.
 
     ``backend="vmap"``: one ``torch.vmap`` call (grouped convolutions): the fast path on GPU.
-    ``backend="loop"``: the K models one after another through ``functional_call`` on slices of the
-    stacked weights, in ``channels_last`` for conv64. On CPU, where oneDNN's grouped (transposed)
+    ``backend="loop"``: the K models one after another through ``functional_call`` on views of
+    the stacked weights (``unbind``, so the backward stacks their gradients in one go). For conv64
+    the stacked conv weights are laid out so that every ``params[name][k]`` is ``channels_last``
+    (as the run alone), with no copy per step. On CPU, where oneDNN's grouped (transposed)
     convolutions were measured ~2x slower than K separate ones, this is the faster path.
     ``"auto"``: ``vmap`` on CUDA, ``loop`` elsewhere.
     """
@@ -124,13 +176,15 @@ class PackedVAE:
         params, buffers = stack_module_state(list(models))
         if buffers:
             raise ValueError("PackedVAE supports models without buffers (conv64, mlp)")
-        self.params = params
         base = models[0]
         device = next(iter(params.values())).device
         if backend == "auto":
             backend = "vmap" if device.type == "cuda" else "loop"
         self.backend = backend
         self.channels_last = getattr(base, "arch", "") == "conv64"
+        if self.channels_last and backend == "loop":
+            params = {n: _channels_last_slices(v) if v.dim() == 5 else v for n, v in params.items()}
+        self.params = params
         self.encoder, self.decoder = base.encoder, base.decoder
         self.enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
         self.dec = {k[len("decoder."):]: v for k, v in params.items() if k.startswith("decoder.")}
@@ -144,23 +198,36 @@ class PackedVAE:
         z = mu + torch.exp(0.5 * logvar) * eps
         return mu, logvar, z, functional_call(self.decoder, dec, (z,))
 
-    def _slice(self, weights: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
-        if not self.channels_last:
-            return {n: v[k] for n, v in weights.items()}
-        return {n: v[k].contiguous(memory_format=torch.channels_last) if v.dim() == 5 else v[k]
-                for n, v in weights.items()}
-
     def __call__(self, x: torch.Tensor, eps: torch.Tensor):
         if self.backend == "vmap":
             return self._fn(self.enc, self.dec, x, eps)
         outs = []
-        for k in range(x.shape[0]):
-            xk = x[k].contiguous(memory_format=torch.channels_last) if self.channels_last else x[k]
-            outs.append(self._one(self._slice(self.enc, k), self._slice(self.dec, k), xk, eps[k]))
+        for enc, dec, xk, ek in zip(_unbind(self.enc), _unbind(self.dec), x.unbind(0), eps.unbind(0)):
+            if self.channels_last:
+                xk = xk.contiguous(memory_format=torch.channels_last)
+            outs.append(self._one(enc, dec, xk, ek))
         return tuple(torch.stack(t) for t in zip(*outs))
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
+
+
+def _unbind(weights: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``[{name: w[k]} for k in range(K)]`` through one ``unbind`` per weight. (Indexing ``w[k]``
+    K times would cost a zero-filled ``K x ...`` gradient per run in the backward: O(K^2).)"""
+    names = list(weights)
+    return [dict(zip(names, ws)) for ws in zip(*(weights[n].unbind(0) for n in names))]
+
+
+def _channels_last_slices(w: torch.Tensor) -> torch.Tensor:
+    """A leaf copy of stacked 4-d weights ``K x A x B x H x W`` in which every ``[k]`` is
+    ``channels_last`` (memory ``K x A x H x W x B``), as ``Module.to(memory_format=channels_last)``
+    lays out one model's weights."""
+    k, a, b, h, wd = w.shape
+    out = torch.empty_strided(w.shape, (a * h * wd * b, h * wd * b, 1, wd * b, b), dtype=w.dtype, device=w.device)
+    with torch.no_grad():
+        out.copy_(w)
+    return out.requires_grad_(w.requires_grad)
 
 
 def _slice_adam(opt_state: dict[str, Any], k: int) -> dict[str, Any]:
@@ -245,6 +312,8 @@ def train_packed(
         job.optimizer_state = lambda k=k: _slice_adam(optimizer.state_dict(), k)
         job.rng_state = rng.state
     active = list(range(len(jobs)))
+    swap = [job.objective.name not in DETERMINISTIC_TERMS for job in jobs]  # RNG around terms
+    any_extra = any(job.objective.has_extra_step for job in jobs)
 
     def fail(k: int, e: BaseException) -> None:
         jobs[k].failed(e)
@@ -265,26 +334,26 @@ def train_packed(
             while step < cfg0.steps and active:
                 for job in jobs:
                     job.in_step = True
-                x = torch.stack([j.sampler.next() for j in jobs])
-                eps = []
-                for rng in rngs:
-                    with rng.active():
-                        eps.append(torch.randn(shape, device=device))
-                mu, logvar, z, logits = packed(x, torch.stack(eps))
+                x = _next_batches([j.sampler for j in jobs])
+                mu, logvar, z, logits = packed(x, torch.stack([rng.randn(shape) for rng in rngs]))
+                # per run (x, mu, logvar, z, logits): views through one unbind per tensor
+                outs = list(zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
                 terms = []
                 for k, job in enumerate(jobs):
-                    with rngs[k].active():
-                        terms.append(job.objective.terms(x[k], mu[k], logvar[k], z[k], logits[k], step))
+                    with rngs[k].active() if swap[k] else contextlib.nullcontext():
+                        terms.append(job.objective.terms(*outs[k], step))
                 optimizer.zero_grad(set_to_none=True)
                 torch.stack([t["loss"] for t in terms]).sum().backward()
                 optimizer.step()
-                for k, job in enumerate(jobs):
-                    if job.objective.has_extra_step:
-                        with rngs[k].active():
-                            terms[k] = {**terms[k], **job.objective.extra_step(z[k].detach(), step)}
+                if any_extra:
+                    codes = z.detach().unbind(0)
+                    for k, job in enumerate(jobs):
+                        if job.objective.has_extra_step:
+                            with rngs[k].active():
+                                terms[k] = {**terms[k], **job.objective.extra_step(codes[k], step)}
                 step += 1
                 for k in list(active):
-                    jobs[k].record(terms[k], x[k], mu[k], logvar[k], z[k], logits[k])
+                    jobs[k].record(terms[k], *outs[k])
                     try:
                         jobs[k].after_step(None)
                     except FloatingPointError as e:
@@ -319,4 +388,4 @@ def pack_key(config: RunConfig) -> tuple:
     return tuple(getattr(config, f) for f in SHARED)
 
 
-__all__ = ["BACKENDS", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]
+__all__ = ["BACKENDS", "DETERMINISTIC_TERMS", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]
