@@ -69,6 +69,11 @@ def main() -> int:
         print("--smoke: tiny sizes, the figures mean nothing")
 
     import torch
+
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here: skipped (run it on a GPU machine; --device cpu --smoke "
+              "checks the script)")
+        return 0
     from untwine.data import from_arrays
     from untwine.train import RunConfig, train
     from untwine.train.packed import train_packed

@@ -24,6 +24,9 @@ dataset of 64x64 binary images, ``torch`` threads = ``--threads`` or torch's def
   checkpoint intervals are set to the run length: the automatic ones of a 12-step run would
   evaluate and checkpoint every step.)
 * ``untwine-bvae-nomalloc``: the same without the malloc settings (the Python API default).
+* ``jobs``: what ``untwine sweep --jobs N`` does on CPU (N worker processes with
+  ``cpu_count // N`` torch threads each): N untwine beta-VAE runs at once, 1 thread each,
+  aggregate images/s, against one run with ``N`` threads (``--jobs N``, default the CPU count).
 * ``packed`` / ``packed-vmap`` / ``one-at-a-time``: K beta-VAE runs (different betas and seeds)
   with ``train_packed`` (CPU default backend ``loop``; ``vmap``) vs K ``train`` calls; aggregate
   images/s = K x steps x batch / wall time (setup included on both sides).
@@ -241,6 +244,24 @@ def measure(name: str, a: argparse.Namespace, malloc: bool) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"])
 
 
+def measure_concurrent(name: str, a: argparse.Namespace, n: int) -> float:
+    """Aggregate images/s of ``n`` 1-thread workers started together (each times its own run)."""
+    from untwine.cli import MALLOC_ENV
+
+    env = {**os.environ, **MALLOC_ENV}
+    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(a.steps), "--batch", str(a.batch),
+           "--threads", "1", "--device", a.device]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    total = 0.0
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"worker {name} failed:\n{err[-2000:]}")
+        total += float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
+    return total
+
+
 def interleaved(variants: list[tuple[str, str, bool]], a: argparse.Namespace) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     for r in range(a.repeats):
@@ -264,6 +285,8 @@ def main() -> int:
     ap.add_argument("--pack-batch", type=int, default=32)
     ap.add_argument("--pack-steps", type=int, default=6)
     ap.add_argument("--no-pack", action="store_true", help="skip the packed benchmark")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="N for the concurrent-runs comparison (0: skip it)")
     ap.add_argument("--no-vmap", action="store_true", help="skip the vmap backend in the packed benchmark")
     ap.add_argument("--quick", action="store_true", help="small settings for make bench")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: every variant runs there")
@@ -307,6 +330,19 @@ def main() -> int:
     tb, tf = step_ratio(a)
     print(f"step times in one process, interleaved: beta-VAE {1000 * tb:.1f} ms, FactorVAE {1000 * tf:.1f} ms")
     print(f"ratio FactorVAE step time / beta-VAE step time (steps only): {tf / tb:.3f} (target <= 1.6: {'met' if tf / tb <= 1.6 else 'NOT met'})")
+
+    if a.jobs > 1 and a.device == "cpu":
+        n = a.jobs
+        print(f"jobs: {n} beta-VAE runs at once with 1 thread each vs one run with {n} threads")
+        jres: dict[str, list[float]] = {"one run": [], "concurrent": []}
+        for r in range(a.repeats):
+            one = argparse.Namespace(**{**vars(a), "threads": n})
+            jres["one run"].append(measure("untwine-bvae", one, True))
+            jres["concurrent"].append(measure_concurrent("untwine-bvae", a, n))
+            print(f"  round {r + 1}: one run ({n} threads) {jres['one run'][-1]:.1f}, "
+                  f"{n} runs x 1 thread {jres['concurrent'][-1]:.1f} images/s (aggregate)", flush=True)
+        print(f"ratio {n} concurrent 1-thread runs / one {n}-thread run (aggregate images/s, what "
+              f"untwine sweep --jobs {n} gains on CPU): {median_ratio(jres, 'concurrent', 'one run'):.3f}")
 
     if not a.no_pack:
         print(f"packed: K={a.pack} beta-VAE runs, batch {a.pack_batch}, {a.pack_steps} steps each")

@@ -26,7 +26,7 @@ QUICK: dict[str, list[str]] = {
 }
 
 
-SUMMARY = re.compile(r"ratio|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
+SUMMARY = re.compile(r"ratio|300k steps|skipped|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
 
 
 def is_summary(line: str) -> bool:

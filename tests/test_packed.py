@@ -13,7 +13,7 @@ from untwine.data import BatchSampler
 from untwine.models import VAE
 from untwine.train import RunConfig, checkpoint, load_run, train
 from untwine.train import packed
-from untwine.train.packed import DETERMINISTIC_TERMS, PackedVAE, train_packed
+from untwine.train.packed import PackedVAE, train_packed
 
 from conftest import TINY, squares
 
@@ -122,8 +122,9 @@ def test_a_diverging_run_fails_alone(tmp_path, monkeypatch):
 
 
 def test_deterministic_terms_draw_no_random_numbers():
-    """train_packed skips the RNG swap around these objectives' terms: in training they must not draw."""
-    names = sorted(DETERMINISTIC_TERMS & set(objectives.names()))
+    """train_packed skips the RNG swap around the terms of objectives with random_terms = False:
+    in training they must not draw."""
+    names = [n for n in objectives.names() if not objectives.get(n).random_terms]
     assert names
     for name in names:
         obj = objectives.build(name, dataset_size=100, latents=3)
@@ -136,7 +137,7 @@ def test_deterministic_terms_draw_no_random_numbers():
 
 
 def test_terms_that_draw_use_their_runs_random_stream(tmp_path, monkeypatch):
-    """Objectives outside DETERMINISTIC_TERMS get their run's RNG around terms, so random draws
+    """Objectives with random_terms = True get their run's RNG around terms, so random draws
     there leave each run equal to its run alone (and without the swap they would not)."""
     cls = objectives.get("beta-vae")
     orig = cls.terms
@@ -150,7 +151,7 @@ def test_terms_that_draw_use_their_runs_random_stream(tmp_path, monkeypatch):
     alone = [train(bvae(tmp_path, "u", b, s, steps=3), progress=False).dir for b, s in two]
     unswapped = train_packed([bvae(tmp_path, "n", b, s, steps=3) for b, s in two], progress=False)
     assert not torch.equal(weights(unswapped[1].dir)["decoder.fc.0.weight"], weights(alone[1])["decoder.fc.0.weight"])
-    monkeypatch.setattr(packed, "DETERMINISTIC_TERMS", frozenset())
+    monkeypatch.setattr(cls, "random_terms", True)
     runs = train_packed([bvae(tmp_path, "p", b, s, steps=3) for b, s in two], progress=False)
     for run, ref in zip(runs, alone):
         assert_close_runs(run.dir, ref)
@@ -221,3 +222,56 @@ def test_console_script_reexecs_once_with_malloc_settings(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     assert cli.main([]) == 1  # in-process (tests, Python API): prints help, never re-executes
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("backend", ["vmap", "loop"])
+def test_packed_bf16_forward_matches_autocast_alone(backend):
+    from untwine.train.speed import AutocastForward
+
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(VAE("conv64", 1, 4))
+    x = torch.rand(3, 8, 1, 64, 64)
+    eps = torch.stack([torch.manual_seed(k) and torch.randn(8, 4) for k in range(3)])
+    out = PackedVAE(models, backend, "bf16")(x, eps)
+    fp32 = PackedVAE(models, backend)(x, eps)
+    assert [t.dtype for t in out] == [torch.float32] * 4
+    for k, m in enumerate(models):
+        torch.manual_seed(k)  # AutocastForward draws the same eps
+        ref = AutocastForward(m, "cpu")(x[k])
+        for got, want in zip((t[k] for t in out), ref):
+            if backend == "loop":  # the same bfloat16 convolutions as alone
+                torch.testing.assert_close(got, want, atol=0, rtol=0)
+            else:  # grouped bfloat16 convolutions: a few bfloat16 ulps (~1e-3 here) apart
+                torch.testing.assert_close(got, want, atol=4e-3, rtol=0)
+    assert not torch.equal(out[3], fp32[3])  # bfloat16 really ran
+
+
+def test_packed_bf16_runs_equal_bf16_runs_alone(tmp_path):
+    two = BETAS[:2]
+    alone = [train(bvae(tmp_path, "u", b, s, steps=3, precision="bf16"), progress=False).dir for b, s in two]
+    runs = train_packed([bvae(tmp_path, "p", b, s, steps=3, precision="bf16") for b, s in two],
+                        progress=False, backend="loop")
+    for run, ref in zip(runs, alone):
+        assert run.config.precision == "bf16"
+        assert_close_runs(run.dir, ref, atol=1e-6)
+
+
+def test_a_pack_with_compile_set_trains_uncompiled_and_says_so(tmp_path):
+    with pytest.warns(UserWarning, match="train_packed runs its models uncompiled"):
+        runs = train_packed([bvae(tmp_path, "p", b, s, steps=2, compile="on") for b, s in BETAS[:2]],
+                            progress=False)
+    assert [r.summary["status"] for r in runs] == ["finished", "finished"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_packed_on_cuda_equals_runs_alone_and_shares_one_image_copy(tmp_path):
+    data = squares()
+    kw = dict(steps=4, device="cuda")
+    alone = [train(bvae(tmp_path, "u", b, s, **kw), progress=False, data=data).dir for b, s in BETAS]
+    runs = train_packed([bvae(tmp_path, "p", b, s, **kw) for b, s in BETAS], progress=False, data=data)
+    for run, ref in zip(runs, alone):
+        assert run.summary["device"].startswith("cuda")
+        assert_close_runs(run.dir, ref, atol=1e-4)
+    assert len(data.__dict__.get("_device_images", {})) == 1  # one device copy for every run

@@ -176,6 +176,20 @@ class GroundTruthData:
         assert self.images is not None
         return self.images[index]
 
+    def images_on(self, device: str | torch.device) -> torch.Tensor | None:
+        """``images`` resident on ``device`` (``None`` if the dataset renders on demand). The copy
+        to a GPU is made once per device and shared by every caller (all runs of a pack sample
+        from one copy: dSprites is 3 GB of ``uint8``)."""
+        device = torch.device(device)
+        if self.images is None or device.type == "cpu":
+            return self.images
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        cache = self.__dict__.setdefault("_device_images", {})
+        if device not in cache:
+            cache[device] = self.images.to(device)
+        return cache[device]
+
     def indices_from_factors(self, factors: np.ndarray, rng: RNG) -> np.ndarray:
         """Row index (``n`` int64) of an image showing each factor combination (``n x K``).
 

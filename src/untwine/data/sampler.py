@@ -45,10 +45,8 @@ class BatchSampler:
         if idx.numel() == 0:
             raise ValueError(f"{data.name}: no rows to sample from")
         self._all = indices is None
-        self._images = data.images
+        self._images = data.images_on(self.device)  # one device copy per dataset, shared
         on_device = self._images is not None and self.device.type != "cpu"
-        if on_device:
-            self._images = self._images.to(self.device)
         self.index_device = self.device if on_device else torch.device("cpu")
         self.indices = idx.to(self.index_device)
         self.generator = torch.Generator(device=self.index_device)
@@ -63,11 +61,15 @@ class BatchSampler:
         return pos if self._all else self.indices[pos]
 
     def next(self) -> torch.Tensor:
-        rows = self.next_indices()
+        return self.batch_at(self.next_indices())
+
+    def batch_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """The images at ``rows`` (any shape of int64 row indices, e.g. ``K*B`` for a pack) as
+        ``float32`` in ``[0, 1]`` on the sampler's device: one gather, one conversion."""
         if self._images is not None:
             batch = self._images.index_select(0, rows.to(self._images.device))
         else:
-            batch = self.data.images_at(rows)
+            batch = self.data.images_at(rows.cpu())
         return batch.to(self.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
 
     def __iter__(self) -> Iterator[torch.Tensor]:

@@ -35,11 +35,14 @@ class Objective(nn.Module):
     its own name (``rec``, ``kl``, ``tc``, ``d_real``...). Objectives with their own networks
     (FactorVAE's discriminator) set ``has_extra_step = True`` and implement :meth:`extra_step`,
     which trains them for one step with their own optimizer ``extra_optimizer``.
+    ``random_terms`` says whether ``terms`` may draw from the global torch RNG in training
+    (``train_packed`` then swaps the run's own RNG in around it); the built-ins set it False.
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, float]] = {}
     has_extra_step: ClassVar[bool] = False
+    random_terms: ClassVar[bool] = True
     min_batch_size: ClassVar[int] = 1
 
     def __init__(self, *, dataset_size: int, latents: int, **hparams: Any) -> None:

@@ -25,6 +25,7 @@ class BetaTCVAE(Objective):
     """
 
     name = "beta-tcvae"
+    random_terms = False
     params = {"beta": 6.0, "stratified": 0.0}
     min_batch_size = 2
 

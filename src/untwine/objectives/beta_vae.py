@@ -13,6 +13,7 @@ class BetaVAE(Objective):
     """``loss = rec + beta * kl`` (nats per image); ``beta`` > 0."""
 
     name = "beta-vae"
+    random_terms = False
     params = {"beta": 4.0}
 
     def validate(self) -> None:

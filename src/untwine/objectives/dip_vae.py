@@ -25,6 +25,7 @@ class _DIPVAE(Objective):
     """``loss = rec + kl + dip`` with ``dip = dip_penalty(C)``; logs ``dip`` (the weighted penalty)."""
 
     min_batch_size = 2  # a covariance needs two codes
+    random_terms = False
 
     def cov(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

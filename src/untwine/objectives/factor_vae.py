@@ -54,6 +54,7 @@ class FactorVAE(Objective):
     """
 
     name = "factor-vae"
+    random_terms = False  # permutations are drawn in extra_step (and in evaluation only)
     params = {"gamma": 10.0, "d_lr": 1e-4}
     has_extra_step = True
     min_batch_size = 2  # permuting one code changes nothing

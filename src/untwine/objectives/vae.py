@@ -13,6 +13,7 @@ class VAE(Objective):
     """``loss = rec + kl`` (nats per image)."""
 
     name = "vae"
+    random_terms = False
 
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)

@@ -11,8 +11,8 @@ been alone, up to float rounding:
 * randomness: each run keeps its own torch random stream (a ``torch.Generator`` seeded with its
   seed, after its model's initialisation, as alone): ``eps`` is drawn from it, and it is swapped
   in as the global RNG whenever the run's objective may draw random numbers (every
-  ``extra_step``, e.g. FactorVAE's permutations; ``terms`` of objectives not in
-  :data:`DETERMINISTIC_TERMS`), so each run consumes the same random stream as alone;
+  ``extra_step``, e.g. FactorVAE's permutations; ``terms`` of objectives whose
+  ``random_terms`` is true), so each run consumes the same random stream as alone;
 * loss: each run's objective (its own hyperparameters, even its own model) computes its own loss;
   the step minimises their *sum*, so each model's gradient is its own loss's gradient;
 * optimizer: one Adam over the stacked weights. Adam is elementwise, so it is exactly K
@@ -36,6 +36,7 @@ checkpoint is kept) while the others carry on; ``train_packed`` does not raise f
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -50,7 +51,7 @@ from .run import Run
 
 # Fields every run of a pack must share (the batched model and the stacked Adam need them equal).
 SHARED = ("dataset", "source", "data_root", "arch", "latents", "steps", "batch_size", "lr",
-          "adam_beta1", "adam_beta2", "device")
+          "adam_beta1", "adam_beta2", "device", "precision", "compile")
 
 
 def check_packable(configs: Sequence[RunConfig]) -> None:
@@ -121,31 +122,12 @@ class _RNG:
         return st
 
 
-# Objectives whose ``terms`` draw no random numbers in training, so their runs' RNG need not be
-# swapped in around ``terms`` (FactorVAE's ``terms`` permutes codes only in evaluation, under
-# ``no_grad``; its ``extra_step`` draws and is always run with the run's RNG swapped in).
-# Any other objective gets the swap.
-DETERMINISTIC_TERMS = frozenset({"vae", "beta-vae", "annealed-vae", "beta-tcvae", "dip-vae-i", "dip-vae-ii",
-                                 "factor-vae"})
-
-
 def _next_batches(samplers: Sequence[BatchSampler]) -> torch.Tensor:
     """The next batch of each of K samplers (of one dataset), as ``K x B x C x H x W`` float32.
 
     The same rows and values as ``torch.stack([s.next() for s in samplers])`` (each sampler's
     generator advances as in ``next()``), with one gather and one conversion for all K."""
-    rows = torch.cat([s.next_indices() for s in samplers])
-    first = samplers[0]
-    images = first._images  # the resident images on the samplers' device (None: images_at)
-    if images is not None:
-        if rows.device != images.device:
-            if images.device.type == "cuda":  # from pinned memory the copy is asynchronous: no host sync
-                rows = rows.pin_memory()
-            rows = rows.to(images.device, non_blocking=True)
-        batch = images.index_select(0, rows)
-    else:
-        batch = first.data.images_at(rows)
-    batch = batch.to(first.device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
+    batch = samplers[0].batch_at(torch.cat([s.next_indices() for s in samplers]))
     return batch.view(len(samplers), -1, *batch.shape[1:])
 
 
@@ -168,9 +150,11 @@ class PackedVAE:
     (as the run alone), with no copy per step. On CPU, where oneDNN's grouped (transposed)
     convolutions were measured ~2x slower than K separate ones, this is the faster path.
     ``"auto"``: ``vmap`` on CUDA, ``loop`` elsewhere.
+    ``precision="bf16"``: the encoders and decoders compute in bfloat16 with float32 outputs, as
+    :class:`untwine.train.speed.AutocastForward` does for a run alone (bit-equal with ``loop``).
     """
 
-    def __init__(self, models: Sequence[torch.nn.Module], backend: str = "auto") -> None:
+    def __init__(self, models: Sequence[torch.nn.Module], backend: str = "auto", precision: str = "fp32") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         params, buffers = stack_module_state(list(models))
@@ -181,6 +165,7 @@ class PackedVAE:
         if backend == "auto":
             backend = "vmap" if device.type == "cuda" else "loop"
         self.backend = backend
+        self.autocast = precision == "bf16"  # as untwine.train.speed.AutocastForward, run alone
         self.channels_last = getattr(base, "arch", "") == "conv64"
         if self.channels_last and backend == "loop":
             params = {n: _channels_last_slices(v) if v.dim() == 5 else v for n, v in params.items()}
@@ -194,8 +179,15 @@ class PackedVAE:
         self._fn = torch.vmap(self._one, in_dims=(0, 0, 0, 0))
 
     def _one(self, enc: dict, dec: dict, x: torch.Tensor, eps: torch.Tensor):
+        if self.autocast:
+            # bfloat16 weights and inputs: what torch.autocast does for these layers (conv, linear,
+            # then elementwise ops in bfloat16); autocast itself does not reach inside torch.vmap.
+            enc, x = _bf16(enc), x.to(torch.bfloat16)
         mu, logvar = functional_call(self.encoder, enc, (x,))
+        mu, logvar = mu.float(), logvar.float()
         z = mu + torch.exp(0.5 * logvar) * eps
+        if self.autocast:
+            return mu, logvar, z, functional_call(self.decoder, _bf16(dec), (z.to(torch.bfloat16),)).float()
         return mu, logvar, z, functional_call(self.decoder, dec, (z,))
 
     def __call__(self, x: torch.Tensor, eps: torch.Tensor):
@@ -210,6 +202,10 @@ class PackedVAE:
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
+
+
+def _bf16(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {n: w.to(torch.bfloat16) for n, w in weights.items()}
 
 
 def _unbind(weights: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -302,7 +298,10 @@ def train_packed(
             f"cannot resume a pack whose runs stopped at different steps ({sorted(steps0)}); "
             "resume them one by one with untwine.train.train(config, resume=True)"
         )
-    packed = PackedVAE([j.model for j in jobs], backend)
+    packed = PackedVAE([j.model for j in jobs], backend, cfg0.precision)
+    if cfg0.compile != "off":
+        warnings.warn(f"train_packed runs its models uncompiled (compile={cfg0.compile!r} applies to runs "
+                      "trained alone with untwine.train.train)", stacklevel=2)
     optimizer = torch.optim.Adam(
         packed.parameters(), lr=cfg0.lr, betas=(cfg0.adam_beta1, cfg0.adam_beta2), **_adam_impl(device)
     )
@@ -312,7 +311,7 @@ def train_packed(
         job.optimizer_state = lambda k=k: _slice_adam(optimizer.state_dict(), k)
         job.rng_state = rng.state
     active = list(range(len(jobs)))
-    swap = [job.objective.name not in DETERMINISTIC_TERMS for job in jobs]  # RNG around terms
+    swap = [job.objective.random_terms for job in jobs]  # the run's RNG around terms
     any_extra = any(job.objective.has_extra_step for job in jobs)
 
     def fail(k: int, e: BaseException) -> None:
@@ -388,4 +387,4 @@ def pack_key(config: RunConfig) -> tuple:
     return tuple(getattr(config, f) for f in SHARED)
 
 
-__all__ = ["BACKENDS", "DETERMINISTIC_TERMS", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]
+__all__ = ["BACKENDS", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]
