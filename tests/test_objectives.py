@@ -341,3 +341,42 @@ def test_untrained_discriminator_loss_is_about_log_2() -> None:
     logs = obj.extra_step(torch.randn(16, 3), 0)
     assert abs(logs["d_loss"].item() - math.log(2)) < 0.05
     assert 0.0 <= logs["d_accuracy"].item() <= 1.0
+
+
+PACK_HPARAMS = {  # three runs of each objective with different hyperparameters
+    "vae": [{}, {}, {}],
+    "beta-vae": [{"beta": 0.5}, {"beta": 4.0}, {"beta": 16.0}],
+    "annealed-vae": [{"c_max": 5.0, "anneal_steps": 10.0}, {"gamma": 100.0, "anneal_steps": 0.0},
+                     {"c_max": 50.0, "anneal_steps": 1.0}],
+    "factor-vae": [{"gamma": 10.0}, {"gamma": 40.0}, {"gamma": 1.0}],
+    "beta-tcvae": [{"beta": 1.0}, {"beta": 6.0, "stratified": 1.0}, {"beta": 10.0}],
+    "dip-vae-i": [{"lambda_od": 1.0}, {"lambda_od": 10.0}, {"lambda_od": 50.0, "lambda_d": 5.0}],
+    "dip-vae-ii": [{"lambda_od": 1.0}, {"lambda_od": 10.0}, {"lambda_d": 2.0}],
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("step", [0, 3, 20])
+def test_terms_packed_equal_terms_run_by_run(name: str, step: int) -> None:
+    """What train_packed computes for K runs at once equals each run's own terms (values and
+    gradients), for every objective whose terms draw no random numbers."""
+    if get(name).random_terms:
+        pytest.skip(f"{name}'s terms draw random numbers: train_packed calls them run by run")
+    objs = []
+    for h in PACK_HPARAMS[name]:
+        torch.manual_seed(0)  # FactorVAE: the same discriminator initialisation per run is fine here
+        objs.append(build(name, dataset_size=1000, latents=2, **h))
+    runs = [batch(seed=k) for k in range(3)]
+    leaves = [torch.stack(t).requires_grad_() for t in zip(*runs)]  # x, mu, logvar, z, logits: K x ...
+    packed = type(objs[0]).terms_packed(objs, *leaves, step)
+    grads_packed = torch.autograd.grad(packed["loss"].sum(), leaves[1:], allow_unused=True)
+    alone = [o.terms(*(t[k] for t in leaves), step) for k, o in enumerate(objs)]
+    grads_alone = torch.autograd.grad(sum(t["loss"] for t in alone), leaves[1:], allow_unused=True)
+    assert set(packed) == set(alone[0])
+    for key in packed:
+        torch.testing.assert_close(packed[key], torch.stack([t[key] for t in alone]), rtol=1e-5, atol=1e-5, msg=key)
+    for gp, ga in zip(grads_packed, grads_alone):
+        assert (gp is None) == (ga is None)
+        if gp is not None:
+            torch.testing.assert_close(gp, ga, rtol=1e-5, atol=1e-6)
+    assert len(set(packed["loss"].detach().tolist())) == 3  # three different runs

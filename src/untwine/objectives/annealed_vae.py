@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, kl_per_dim
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
 from .registry import register
 
 
@@ -42,3 +42,12 @@ class AnnealedVAE(Objective):
         loss = rec + self.hparams["gamma"] * (kl - c).abs()
         capacity = torch.full((), c, device=kl.device)  # a fill, not a host->device copy (no sync)
         return {"loss": loss, "rec": rec, "kl": kl, "capacity": capacity}
+
+    @classmethod
+    def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec_packed(logits, x)
+        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        c_max, n = hparam_vector(objectives, "c_max", kl), hparam_vector(objectives, "anneal_steps", kl)
+        c = c_max * torch.where(n == 0, 1.0, (max(0.0, float(step)) / n).clamp(max=1.0))  # as capacity()
+        loss = rec + hparam_vector(objectives, "gamma", kl) * (kl - c).abs()
+        return {"loss": loss, "rec": rec, "kl": kl, "capacity": c}

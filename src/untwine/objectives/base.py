@@ -8,7 +8,7 @@ the papers (a sum-vs-mean mix-up silently rescales beta by the number of pixels)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,26 @@ def bernoulli_rec(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) per latent, batch mean: ``B x D`` -> ``D`` (nats)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)
+
+
+def bernoulli_rec_packed(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """:func:`bernoulli_rec` of K runs at once: ``K x B x C x H x W`` -> ``K`` (nats per image)."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(2).sum(-1).mean(-1)
+
+
+def kl_per_dim_packed(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """:func:`kl_per_dim` of K runs at once: ``K x B x D`` -> ``K x D`` (nats)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(1)
+
+
+def hparam_vector(objectives: Sequence["Objective"], name: str, like: torch.Tensor) -> torch.Tensor:
+    """``[o.hparams[name] for o in objectives]`` as a float32 ``K`` tensor on ``like``'s device,
+    made once per pack and device (no host-to-device copy per step)."""
+    key = (name, like.device, tuple(id(o) for o in objectives))
+    cache = objectives[0].__dict__.setdefault("_hparam_vectors", {})
+    if key not in cache:
+        cache[key] = torch.tensor([float(o.hparams[name]) for o in objectives], device=like.device)
+    return cache[key]
 
 
 class Objective(nn.Module):
@@ -75,6 +95,31 @@ class Objective(nn.Module):
         step: int,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def terms_packed(
+        cls,
+        objectives: Sequence["Objective"],
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        logits: torch.Tensor,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """The terms of K runs of this objective at once (``train_packed``): every input has a
+        leading ``K`` axis (``x: K x B x C x H x W``, ``mu: K x B x D``...), ``objectives[k]`` is run
+        ``k``'s objective (this class, its own hyperparameters), and each returned term is stacked
+        over the runs (``loss: K``). Must equal :meth:`terms` run by run up to float rounding.
+
+        Default: :meth:`terms` run by run. Objectives override it with batched arithmetic (one set
+        of kernels for all K runs, which is what makes a pack fast on a GPU). Only called for
+        objectives whose ``random_terms`` is false (the caller does not swap RNGs around it)."""
+        per_run = [
+            o.terms(*args, step)
+            for o, args in zip(objectives, zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
+        ]
+        return {k: torch.stack([t[k] for t in per_run]) for k in per_run[0]}
 
     def extra_step(self, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Train the objective's own networks one step on detached codes ``z: B x D``; return logs."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, kl_per_dim
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
 from .registry import register
 
 
@@ -25,3 +25,9 @@ class BetaVAE(Objective):
         rec = bernoulli_rec(logits, x)
         kl = kl_per_dim(mu, logvar).sum()
         return {"loss": rec + self.hparams["beta"] * kl, "rec": rec, "kl": kl}
+
+    @classmethod
+    def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec_packed(logits, x)
+        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        return {"loss": rec + hparam_vector(objectives, "beta", kl) * kl, "rec": rec, "kl": kl}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, kl_per_dim
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, kl_per_dim, kl_per_dim_packed
 from .registry import register
 
 
@@ -18,4 +18,10 @@ class VAE(Objective):
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)
         kl = kl_per_dim(mu, logvar).sum()
+        return {"loss": rec + kl, "rec": rec, "kl": kl}
+
+    @classmethod
+    def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec_packed(logits, x)
+        kl = kl_per_dim_packed(mu, logvar).sum(-1)
         return {"loss": rec + kl, "rec": rec, "kl": kl}
