@@ -136,7 +136,7 @@ class NullPacked:
     """Stands in for ``PackedVAE``: a ``K``-vector weight, outputs of the right shapes from a few
     elementwise ops on the batch (constant work in K), so the step's time is the loop's glue."""
 
-    def __init__(self, models: list[torch.nn.Module], backend: str = "auto") -> None:
+    def __init__(self, models: list[torch.nn.Module], backend: str = "auto", precision: str = "fp32") -> None:
         self.w = torch.zeros(len(models), requires_grad=True)
         self.backend = backend
 

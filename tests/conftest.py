@@ -35,3 +35,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def patch_terms(monkeypatch, name: str, terms) -> None:
+    """Replace objective ``name``'s ``terms`` for a test; ``train_packed`` then calls it run by
+    run (``terms_packed`` falls back to the base class's, which calls ``terms``)."""
+    from untwine import objectives
+    from untwine.objectives.base import Objective
+
+    cls = objectives.get(name)
+    monkeypatch.setattr(cls, "terms", terms)
+    monkeypatch.setattr(cls, "terms_packed", classmethod(Objective.terms_packed.__func__))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from untwine.train import RunConfig, checkpoint, load_run, train
 from untwine.train import packed
 from untwine.train.packed import PackedVAE, train_packed
 
-from conftest import TINY, squares
+from conftest import TINY, patch_terms, squares
 
 BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
 
@@ -113,12 +114,151 @@ def test_a_diverging_run_fails_alone(tmp_path, monkeypatch):
         t = orig(self, x, mu, logvar, z, logits, step)
         return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == 16.0 and step >= 3 else t
 
-    monkeypatch.setattr(cls, "terms", terms)
+    patch_terms(monkeypatch, cls.name, terms)
     runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False)
     assert [r.summary["status"] for r in runs] == ["finished", "finished", "failed"]
     assert "loss became nan at step 4" in runs[2].summary["error"]
     assert runs[0].summary["steps"] == 6 and runs[2].summary["steps"] == 5  # found at the next check
     assert checkpoint.load_state(checkpoint.find(runs[2].dir))["step"] == 3  # the last good one
+
+
+def test_a_diverging_run_fails_alone_with_batched_terms(tmp_path, monkeypatch):
+    cls = objectives.get("beta-vae")
+    orig, calls = cls.terms_packed.__func__, []
+
+    def terms_packed(c, objs, x, mu, logvar, z, logits, step):
+        calls.append(step)
+        t = orig(c, objs, x, mu, logvar, z, logits, step)
+        scale = torch.tensor([float("nan") if o.hparams["beta"] == 16.0 and step >= 3 else 1.0 for o in objs])
+        return {**t, "loss": t["loss"] * scale}
+
+    monkeypatch.setattr(cls, "terms_packed", classmethod(terms_packed))
+    runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False)
+    assert calls == list(range(6))  # the pack computed its terms in one call per step
+    assert [r.summary["status"] for r in runs] == ["finished", "finished", "failed"]
+    assert "loss became nan at step 4" in runs[2].summary["error"]
+    assert runs[0].summary["steps"] == 6 and runs[2].summary["steps"] == 5
+
+
+def rows(run_dir) -> list[dict]:
+    return [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_close_json(x, y, where="") -> None:
+    """Same JSON structure, keys and strings; numbers equal up to float rounding."""
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and list(x) == list(y), where
+        for k in x:
+            assert_close_json(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, list):
+        assert isinstance(y, list) and len(x) == len(y), where
+        for i, (a, b) in enumerate(zip(x, y)):
+            assert_close_json(a, b, f"{where}[{i}]")
+    elif isinstance(x, float):
+        assert y == pytest.approx(x, rel=1e-5, abs=1e-6), where
+    else:
+        assert x == y, where
+
+
+def assert_same_books(a, b) -> None:
+    """Equal metrics.jsonl rows and summaries (up to float rounding)."""
+    ra, rb = rows(a), rows(b)
+    assert_close_json(ra, rb, "metrics")  # same rows, same keys in the same order
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    for part in ("status", "steps", "train", "val", "initial_val"):
+        assert_close_json(sa[part], sb[part], part)
+
+
+def spy_books(monkeypatch) -> list:
+    """Records ``_Books.batched`` after every step of a pack."""
+    seen = []
+    orig = packed._Books.record
+
+    def record(self, *a, **kw):
+        orig(self, *a, **kw)
+        seen.append(self.batched)
+
+    monkeypatch.setattr(packed._Books, "record", record)
+    return seen
+
+
+def test_batched_bookkeeping_equals_per_run_bookkeeping(tmp_path, monkeypatch):
+    """Runs with different log/eval intervals: the batched books (one StackedMeans) write what
+    each run's own books write, also in a checkpoint taken mid eval interval, which resumes as a
+    pack and alone."""
+    ivals = [dict(log_every=2, eval_every=4), dict(log_every=3, eval_every=2), dict(log_every=1, eval_every=5)]
+    mk = lambda name, i: bvae(tmp_path, name, *BETAS[i], **ivals[i])  # noqa: E731
+    cls = objectives.get("beta-vae")
+    orig, stop_at = cls.terms, []
+
+    def terms(self, x, mu, logvar, z, logits, step):  # Ctrl-C during step 5: the checkpoint of step 3 stays
+        if step in stop_at and torch.is_grad_enabled():  # not in evaluate()
+            raise KeyboardInterrupt
+        return orig(self, x, mu, logvar, z, logits, step)
+
+    def interrupted(name: str) -> list:
+        stop_at[:] = [4]
+        with pytest.raises(KeyboardInterrupt):
+            train_packed([mk(name, i) for i in range(3)], progress=False)
+        stop_at.clear()
+        return [checkpoint.load_state(checkpoint.find(Path(mk(name, i).out)))["running"] for i in range(3)]
+
+    patch_terms(monkeypatch, cls.name, terms)
+    seen = spy_books(monkeypatch)
+    batched = train_packed([mk("b", i) for i in range(3)], progress=False)
+    assert seen == [True] * 6
+    mid = interrupted("r")
+    assert [r["count"] for r in mid] == [3, 1, 3]
+    resumed = train_packed([mk("r", i) for i in range(3)], progress=False, resume=True)
+    interrupted("a")
+    alone = train(mk("a", 0), progress=False, resume=True)
+    seen.clear()
+    monkeypatch.setattr(packed, "_same_shapes", lambda terms: False)
+    per_run = train_packed([mk("p", i) for i in range(3)], progress=False)
+    assert seen == [False] * 6
+    for a, b in zip(mid, interrupted("q")):  # the running means a checkpoint holds
+        assert a["count"] == b["count"] and list(a["sums"]) == list(b["sums"])
+        for k in a["sums"]:  # each run's own sums, not a view of the pack's
+            assert a["sums"][k].untyped_storage().nbytes() == b["sums"][k].untyped_storage().nbytes(), k
+            torch.testing.assert_close(a["sums"][k], b["sums"][k], rtol=1e-5, atol=1e-5)
+    for b, r, p in zip(batched, resumed, per_run):
+        assert_same_books(b.dir, p.dir)
+        assert_same_books(r.dir, p.dir)
+    assert_same_books(alone.dir, per_run[0].dir)
+
+
+def test_terms_that_change_shape_switch_to_per_run_bookkeeping(tmp_path, monkeypatch):
+    cls = objectives.get("beta-vae")
+    orig = cls.terms
+
+    def terms(self, x, mu, logvar, z, logits, step):
+        t = orig(self, x, mu, logvar, z, logits, step)
+        return {**t, "late": t["kl"].detach()} if self.hparams["beta"] == 16.0 and step >= 4 else t
+
+    patch_terms(monkeypatch, cls.name, terms)
+    seen = spy_books(monkeypatch)
+    runs = train_packed([bvae(tmp_path, "p", b, s, eval_every=6) for b, s in BETAS], progress=False)
+    assert seen == [True] * 4 + [False] * 2
+    monkeypatch.setattr(packed, "_same_shapes", lambda terms: False)
+    refs = train_packed([bvae(tmp_path, "r", b, s, eval_every=6) for b, s in BETAS], progress=False)
+    for run, ref in zip(runs, refs):
+        assert_same_books(run.dir, ref.dir)
+    assert "late" in rows(runs[2].dir)[-2] and "late" not in rows(runs[1].dir)[-2]
+
+
+def test_a_pack_of_mixed_objectives_books_run_by_run(tmp_path, monkeypatch):
+    """Terms with other keys (beta-TCVAE logs mi, tc, dwkl): per-run books, each run as alone."""
+    def mk(name: str, model: str, s: int) -> RunConfig:
+        return cfg(tmp_path / f"{name}-{model}", model=model, seed=s, steps=4, eval_every=2)
+
+    specs = [("beta-vae", 0), ("beta-tcvae", 3)]
+    seen = spy_books(monkeypatch)
+    runs = train_packed([mk("p", m, s) for m, s in specs], progress=False)
+    assert seen == [False] * 4
+    for run, (m, s) in zip(runs, specs):
+        ref = train(mk("u", m, s), progress=False).dir
+        assert_close_runs(run.dir, ref)
+        assert_same_books(run.dir, ref)
 
 
 def test_deterministic_terms_draw_no_random_numbers():
@@ -146,7 +286,7 @@ def test_terms_that_draw_use_their_runs_random_stream(tmp_path, monkeypatch):
         t = orig(self, x, mu, logvar, z, logits, step)
         return {**t, "loss": t["loss"] + 0.0 * torch.randn(())}  # same loss, one draw
 
-    monkeypatch.setattr(cls, "terms", terms)
+    patch_terms(monkeypatch, cls.name, terms)
     two = BETAS[:2]
     alone = [train(bvae(tmp_path, "u", b, s, steps=3), progress=False).dir for b, s in two]
     unswapped = train_packed([bvae(tmp_path, "n", b, s, steps=3) for b, s in two], progress=False)

@@ -16,7 +16,7 @@ from untwine.studies.results import read_results
 from untwine.studies.sweep import RunOutcome, RunSpec, execute_pack, execute_run, plan_units, specs_for
 from untwine.train import RunConfig, train
 
-from conftest import TINY
+from conftest import TINY, patch_terms
 
 sweep_mod = importlib.import_module("untwine.studies.sweep")
 
@@ -150,7 +150,7 @@ def test_a_diverging_run_fails_alone_with_the_unpacked_record(tmp_path, monkeypa
         t = orig(self, x, mu, logvar, z, logits, step)
         return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == 4.0 and step >= 3 else t
 
-    monkeypatch.setattr(cls, "terms", terms)
+    patch_terms(monkeypatch, cls.name, terms)
     study = parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"))
     rows = {}
     for name, pack in (("a", 1), ("b", 2)):

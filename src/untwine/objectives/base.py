@@ -112,14 +112,18 @@ class Objective(nn.Module):
         ``k``'s objective (this class, its own hyperparameters), and each returned term is stacked
         over the runs (``loss: K``). Must equal :meth:`terms` run by run up to float rounding.
 
-        Default: :meth:`terms` run by run. Objectives override it with batched arithmetic (one set
-        of kernels for all K runs, which is what makes a pack fast on a GPU). Only called for
-        objectives whose ``random_terms`` is false (the caller does not swap RNGs around it)."""
+        Default: :meth:`terms` run by run (the reference; ``train_packed`` then calls ``terms``
+        itself). Objectives override it with batched arithmetic (one set of kernels for all K
+        runs, which is what makes a pack fast on a GPU); ``train_packed`` uses an override when
+        ``random_terms`` is false (it does not swap RNGs around it)."""
         per_run = [
             o.terms(*args, step)
             for o, args in zip(objectives, zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
         ]
-        return {k: torch.stack([t[k] for t in per_run]) for k in per_run[0]}
+        keys = list(per_run[0])
+        if any(list(t) != keys for t in per_run):
+            raise ValueError(f"{cls.name}: the runs' terms have different keys; they cannot be stacked")
+        return {k: torch.stack([t[k] for t in per_run]) for k in keys}
 
     def extra_step(self, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Train the objective's own networks one step on detached codes ``z: B x D``; return logs."""

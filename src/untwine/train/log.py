@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
@@ -45,6 +45,83 @@ class RunningMeans:
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         self.sums = {k: v.to(device) for k, v in state["sums"].items()}
         self.count = int(state["count"])
+
+
+class StackedMeans:
+    """Running means of K runs that step together: sums ``K x ...`` on the device.
+
+    :meth:`add` books one step of all K runs with one in-place add per key (no host sync, no work
+    per run); :meth:`row` is run ``k``'s view, with the :class:`RunningMeans` interface its
+    :class:`~untwine.train.loop.Job` uses (``means``, ``reset``, ``state_dict``) and the same
+    values and checkpoint format as a ``RunningMeans`` fed that run's rows alone.
+    """
+
+    def __init__(self, sums: dict[str, torch.Tensor], counts: Sequence[int]) -> None:
+        self.sums = sums
+        self.added = 0  # steps added; run k's count is added - self.base[k]
+        self.base = [-int(c) for c in counts]
+
+    @classmethod
+    def of_runs(cls, runs: Sequence[RunningMeans], like: dict[str, torch.Tensor]) -> StackedMeans | None:
+        """The stack of ``runs`` (e.g. resumed from checkpoints) for values shaped as ``like``
+        (``K x ...`` per key), or None where a run holds sums of other keys or shapes."""
+        sums: dict[str, torch.Tensor] = {}
+        for key, v in like.items():
+            zero = torch.zeros(v.shape[1:], dtype=torch.float32, device=v.device)
+            rows = []
+            for r in runs:
+                s = r.sums.get(key) if r.count else zero
+                if s is None or s.shape != zero.shape:
+                    return None
+                rows.append(s.to(zero))
+            sums[key] = torch.stack(rows)
+        if any(r.count and r.sums.keys() != like.keys() for r in runs):
+            return None
+        return cls(sums, [r.count for r in runs])
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        """Add one step of every run: ``values[key]`` is ``K x ...`` (the keys of the sums)."""
+        for k, v in values.items():
+            self.sums[k] += v
+        self.added += 1
+
+    def row(self, k: int) -> MeansRow:
+        return MeansRow(self, k)
+
+
+class MeansRow:
+    """Run ``k``'s running means inside a :class:`StackedMeans` (see there)."""
+
+    def __init__(self, stack: StackedMeans, k: int) -> None:
+        self.stack, self.k = stack, k
+
+    @property
+    def count(self) -> int:
+        return self.stack.added - self.stack.base[self.k]
+
+    @property
+    def sums(self) -> dict[str, torch.Tensor]:
+        """Views of this run's sums (empty while the count is 0, as :class:`RunningMeans`)."""
+        return {key: v[self.k] for key, v in self.stack.sums.items()} if self.count else {}
+
+    def means(self) -> dict[str, Any]:
+        n = self.count
+        return to_python({key: v / n for key, v in self.sums.items()}) if n else {}
+
+    def reset(self) -> None:
+        for v in self.stack.sums.values():
+            v[self.k].zero_()
+        self.stack.base[self.k] = self.stack.added
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {key: v.to("cpu", copy=True) for key, v in self.sums.items()}, "count": self.count}
+
+    def detached(self) -> RunningMeans:
+        """A :class:`RunningMeans` holding a copy of this run's sums and count."""
+        out = RunningMeans()
+        out.sums = {key: v.clone() for key, v in self.sums.items()}
+        out.count = self.count
+        return out
 
 
 def to_python(values: dict[str, torch.Tensor]) -> dict[str, Any]:

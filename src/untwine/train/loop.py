@@ -33,7 +33,7 @@ from ..models import VAE
 from ..objectives import bernoulli_rec, kl_per_dim
 from . import checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig
-from .log import MetricsLog, Progress, RunningMeans, to_python, write_json
+from .log import MeansRow, MetricsLog, Progress, RunningMeans, to_python, write_json
 from .run import Run, load_run
 from .speed import step_forward
 
@@ -150,6 +150,12 @@ class Job:
     ``optimizer_state`` and ``rng_state`` (callables giving what a checkpoint stores), calls
     :meth:`start`, :meth:`initial_eval`, then per step :meth:`record` and :meth:`after_step`,
     and finally :meth:`finish`. ``saved`` is the checkpoint's ``state.pt`` dict when resuming.
+
+    A caller that books steps itself (a pack, for all its runs at once) calls :meth:`booked`
+    instead of :meth:`record`, having added the step's logs to ``running`` (which it may replace
+    by a :class:`~untwine.train.log.MeansRow`) and its loss to ``loss_buf`` (a ring: step ``s``'s
+    loss at ``s % len(loss_buf)``, at least ``log_every`` long; it may be a row of a shared
+    buffer, then ``host_losses`` gives that row on the host, so K runs' checks share one sync).
     """
 
     def __init__(self, cfg: RunConfig, ckpt: Path | None, data: GroundTruthData, device: torch.device) -> None:
@@ -180,7 +186,7 @@ class Job:
 
         # ------------------------------------------------------------------ state (fresh or resumed)
         self.step, self.elapsed = 0, 0.0
-        self.running = RunningMeans()
+        self.running: RunningMeans | MeansRow = RunningMeans()
         self.last: dict[str, Any] = {"train": {}, "val": {}, "initial_val": {}}
         self.log = MetricsLog(out / "metrics.jsonl")
         self.saved: dict[str, Any] | None = None
@@ -191,13 +197,14 @@ class Job:
             if extra is not None and state.get("extra_optimizer") is not None:
                 load_optimizer_state(extra, state["extra_optimizer"])
             self.sampler.load_state_dict(state["sampler"])
-            self.running.load_state_dict(state["running"], device)
+            self.running.load_state_dict(state["running"], device)  # type: ignore[union-attr]
             self.step, self.elapsed, self.last = int(state["step"]), float(state["elapsed_s"]), state["last"]
             self.log.truncate_after(self.step)
         elif self.log.path.exists():
             self.log.path.unlink()
         self.last_good: int | None = self.step if ckpt is not None else None
         self.loss_buf = torch.zeros(cfg.log_every, device=device)
+        self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
         self.since_check = 0
         self.in_step = False
         self.status, self.error = "finished", None
@@ -217,8 +224,13 @@ class Job:
     def record(self, terms: dict[str, torch.Tensor], x: torch.Tensor, mu: torch.Tensor,
                logvar: torch.Tensor, z: torch.Tensor, logits: torch.Tensor) -> None:
         """Book one finished training step (no host sync)."""
-        self.running.add(_logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size))
-        self.loss_buf[self.since_check] = terms["loss"].detach()
+        logs = _logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size)
+        self.running.add(logs)  # type: ignore[union-attr]  # (a pack's MeansRow never records here)
+        self.loss_buf[self.step % len(self.loss_buf)] = terms["loss"].detach()
+        self.booked(terms)
+
+    def booked(self, terms: dict[str, torch.Tensor]) -> None:
+        """Count a finished step whose logs and loss the caller has booked (see the class doc)."""
         self.terms = terms
         self.since_check += 1
         self.step += 1
@@ -277,9 +289,15 @@ class Job:
         model.train()
         return means.means()
 
+    def losses_since_check(self) -> torch.Tensor:
+        """The losses of the steps since the last NaN check, oldest first, on the host (one sync)."""
+        ring = self.host_losses() if self.host_losses is not None else self.loss_buf.cpu()
+        start = (self.step - self.since_check) % len(ring)
+        return torch.cat([ring[start:], ring[:start]])[: self.since_check]
+
     def check_finite(self) -> None:
         """One host sync: raise if any loss since the last check was NaN/inf."""
-        losses = self.loss_buf[: self.since_check].cpu()
+        losses = self.losses_since_check()
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             first = self.step - self.since_check + int(bad[0]) + 1
@@ -296,7 +314,7 @@ class Job:
     def interrupted(self) -> None:
         """Ctrl-C: save a checkpoint if the last step completed and was finite; set the status."""
         self.status = "interrupted"
-        if not self.in_step and _finite(self.loss_buf[: self.since_check]):
+        if not self.in_step and _finite(self.losses_since_check()):
             self.save()
             msg = f"interrupted at step {self.step}; checkpoint saved"
         else:

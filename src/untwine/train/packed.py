@@ -23,11 +23,16 @@ been alone, up to float rounding:
   checkpoint (optimizer state sliced out of the stacked Adam), so ``load_run``, resuming one run
   alone with :func:`~untwine.train.train` and the sweep see ordinary runs.
 
-Host work per step that grows with K: per run one row draw, one ``eps`` draw, the objective's
-``terms`` and the run's bookkeeping (``Job.record``/``after_step``), plus its forward with the
-loop backend. The batch gather and the per-run views of outputs and weights (one ``unbind`` per
-tensor; indexing ``t[k]`` would give every run's backward a whole ``K x ...`` zero gradient,
-O(K^2)) are done once per step. ``benchmarks/bench_packed_overhead.py`` measures this overhead.
+Host work per step that grows with K: per run one row draw, one ``eps`` draw and a few Python
+lines of ``Job.after_step``, plus its forward with the loop backend; the objective's ``terms``
+too unless all runs share one objective class without random draws in its terms, which then
+computes all K runs' terms at once (``Objective.terms_packed``; batched arithmetic for the VAE,
+beta-VAE and annealed VAE, run by run for the others).
+The batch gather, the per-run views of outputs and weights (one ``unbind`` per tensor; indexing
+``t[k]`` would give every run's backward a whole ``K x ...`` zero gradient, O(K^2)), the logged
+metrics of all K runs (one vmapped ``_logs`` into K-stacked running means, when the runs' terms
+have equal keys and shapes; see :class:`_Books`) and the NaN check's host sync are done once per
+step. ``benchmarks/bench_packed_overhead.py`` measures this overhead.
 
 A run whose loss becomes NaN/inf is stopped (its ``summary.json`` says ``failed``, its last good
 checkpoint is kept) while the others carry on; ``train_packed`` does not raise for it.
@@ -36,6 +41,7 @@ checkpoint is kept) while the others carry on; ``train_packed`` does not raise f
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import Any, Iterator, Sequence
 
@@ -43,10 +49,11 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from ..data import BatchSampler, GroundTruthData, load
+from ..objectives.base import Objective
 from . import checkpoint
 from .config import RunConfig
-from .log import Progress
-from .loop import Job, _StopOnSigint, _adam_impl, _device, load_optimizer_state, open_run
+from .log import MeansRow, Progress, StackedMeans
+from .loop import Job, _logs, _StopOnSigint, _adam_impl, _device, load_optimizer_state, open_run
 from .run import Run
 
 # Fields every run of a pack must share (the batched model and the stacked Adam need them equal).
@@ -129,6 +136,88 @@ def _next_batches(samplers: Sequence[BatchSampler]) -> torch.Tensor:
     generator advances as in ``next()``), with one gather and one conversion for all K."""
     batch = samplers[0].batch_at(torch.cat([s.next_indices() for s in samplers]))
     return batch.view(len(samplers), -1, *batch.shape[1:])
+
+
+class _Books:
+    """The per-step bookkeeping of a pack's jobs (what :meth:`Job.record` does for one run).
+
+    Batched, when the K runs' terms have the same keys, shapes and dtypes and the runs the same
+    training set size (which the logged ``tc`` depends on): one ``torch.vmap`` of ``_logs`` over
+    the K-stacked tensors, added to a :class:`~untwine.train.log.StackedMeans` whose rows are the
+    jobs' ``running``, and one write of the K losses: O(1) tensor ops per step, not O(K).
+    Otherwise (e.g. mixed objectives) each job's own :meth:`Job.record`, from then on; also for
+    K = 1, where the vmap's fixed cost (~0.8 ms on CPU) exceeds one run's books (~0.4 ms).
+    Either way the jobs' ``loss_buf`` are the rows of one ``K x L`` ring buffer, so the NaN checks
+    of any number of jobs at a step cost one host sync.
+    """
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = jobs
+        self.losses = torch.zeros(len(jobs), max(j.cfg.log_every for j in jobs), device=jobs[0].device)
+        self.writes = 0  # steps booked; keys the host copy of ``losses``
+        self._host: tuple[int, torch.Tensor] | None = None
+        for k, job in enumerate(jobs):
+            job.loss_buf = self.losses[k]
+            job.host_losses = functools.partial(self.host_row, k)
+        same = len(jobs) > 1 and len({(j.train_size, j.tc_fn) for j in jobs}) == 1
+        self.batched: bool | None = None if same else False  # None: decided at the first step
+        self.logs = torch.vmap(functools.partial(_logs, tc_fn=jobs[0].tc_fn, dataset_size=jobs[0].train_size))
+        self.stack: StackedMeans | None = None
+
+    def host_row(self, k: int) -> torch.Tensor:
+        """Job ``k``'s loss ring on the host; one device-to-host copy per step for all jobs."""
+        if self._host is None or self._host[0] != self.writes:
+            self._host = (self.writes, self.losses.cpu())
+        return self._host[1][k]
+
+    def record(self, terms: Sequence[dict[str, torch.Tensor]], outs: Sequence[torch.Tensor],
+               per_run: Sequence[Sequence[torch.Tensor]], active: Sequence[int],
+               stacked: dict[str, torch.Tensor] | None = None) -> None:
+        """Book a finished step of the ``active`` jobs: ``terms[k]`` and ``per_run[k]`` (x, mu,
+        logvar, z, logits) are run ``k``'s, ``outs`` the same five tensors K-stacked, ``stacked``
+        the terms K-stacked if the caller has them (``Objective.terms_packed``)."""
+        self.writes += 1
+        if self.batched is not False:
+            if stacked is not None or _same_shapes(terms):
+                if stacked is None:
+                    with torch.no_grad():
+                        stacked = {key: torch.stack([t[key] for t in terms]) for key in terms[0]}
+                logs = self.logs(stacked, *outs)
+                if self.batched is None:
+                    self._start(logs)
+                if self.batched:
+                    self.stack.add(logs)  # type: ignore[union-attr]
+                    self.losses[:, self.jobs[active[0]].step % self.losses.shape[1]] = stacked["loss"].detach()
+                    for k in active:
+                        self.jobs[k].booked(terms[k])
+                    return
+            elif self.batched:  # the terms changed: each run keeps its own means from now on
+                for job in self.jobs:
+                    assert isinstance(job.running, MeansRow)
+                    job.running = job.running.detached()
+            self.batched = False
+        for k in active:
+            self.jobs[k].record(terms[k], *per_run[k])
+
+    def _start(self, logs: dict[str, torch.Tensor]) -> None:
+        """Go batched if the jobs' running means (fresh or resumed) fit ``logs``' keys and shapes."""
+        self.stack = StackedMeans.of_runs([j.running for j in self.jobs], logs)  # type: ignore[misc]
+        self.batched = self.stack is not None
+        if self.stack is not None:
+            for k, job in enumerate(self.jobs):
+                job.running = self.stack.row(k)
+
+
+def _batched_terms(cls: type[Objective]) -> bool:
+    """Whether ``cls`` computes K runs' terms with batched arithmetic (its own ``terms_packed``);
+    otherwise the pack calls each run's ``terms`` (swapping RNGs where ``random_terms``)."""
+    return not cls.random_terms and cls.terms_packed.__func__ is not Objective.terms_packed.__func__
+
+
+def _same_shapes(terms: Sequence[dict[str, torch.Tensor]]) -> bool:
+    """Whether every run's terms have the first run's keys (in order), shapes and dtypes."""
+    sig = [(key, v.shape, v.dtype) for key, v in terms[0].items()]
+    return all([(key, v.shape, v.dtype) for key, v in t.items()] == sig for t in terms[1:])
 
 
 BACKENDS = ("auto", "vmap", "loop")
@@ -311,7 +400,10 @@ def train_packed(
         job.optimizer_state = lambda k=k: _slice_adam(optimizer.state_dict(), k)
         job.rng_state = rng.state
     active = list(range(len(jobs)))
+    books = _Books(jobs)
     swap = [job.objective.random_terms for job in jobs]  # the run's RNG around terms
+    objs = [job.objective for job in jobs]
+    together = type(objs[0]) if len({type(o) for o in objs}) == 1 and _batched_terms(type(objs[0])) else None
     any_extra = any(job.objective.has_extra_step for job in jobs)
 
     def fail(k: int, e: BaseException) -> None:
@@ -337,12 +429,18 @@ def train_packed(
                 mu, logvar, z, logits = packed(x, torch.stack([rng.randn(shape) for rng in rngs]))
                 # per run (x, mu, logvar, z, logits): views through one unbind per tensor
                 outs = list(zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
-                terms = []
-                for k, job in enumerate(jobs):
-                    with rngs[k].active() if swap[k] else contextlib.nullcontext():
-                        terms.append(job.objective.terms(*outs[k], step))
+                if together is not None:  # one objective class: its terms_packed, O(1) ops in K
+                    stacked = together.terms_packed(objs, x, mu, logvar, z, logits, step)
+                    terms = [dict(zip(stacked, v)) for v in zip(*(t.unbind(0) for t in stacked.values()))]
+                    loss = stacked["loss"].sum()
+                else:
+                    stacked, terms = None, []
+                    for k, job in enumerate(jobs):
+                        with rngs[k].active() if swap[k] else contextlib.nullcontext():
+                            terms.append(job.objective.terms(*outs[k], step))
+                    loss = torch.stack([t["loss"] for t in terms]).sum()
                 optimizer.zero_grad(set_to_none=True)
-                torch.stack([t["loss"] for t in terms]).sum().backward()
+                loss.backward()
                 optimizer.step()
                 if any_extra:
                     codes = z.detach().unbind(0)
@@ -351,8 +449,8 @@ def train_packed(
                             with rngs[k].active():
                                 terms[k] = {**terms[k], **job.objective.extra_step(codes[k], step)}
                 step += 1
+                books.record(terms, (x, mu, logvar, z, logits), outs, active, None if any_extra else stacked)
                 for k in list(active):
-                    jobs[k].record(terms[k], *outs[k])
                     try:
                         jobs[k].after_step(None)
                     except FloatingPointError as e:
