@@ -232,6 +232,7 @@ def main() -> int:
 
     print(f"\nglue of train_packed with a null model, us per run per step (median; batch {a.batch})")
     print(f"{'K':>3} {'impl':8s} " + " ".join(f"{p:>8s}" for p in PIECES) + f" {'total':>8s}")
+    totals: dict[tuple[str, int], float] = {}
     with tempfile.TemporaryDirectory() as d:
         for k in a.ks:
             rounds: dict[str, list[dict[str, float]]] = {n: [] for n in impls}
@@ -241,6 +242,14 @@ def main() -> int:
             for name in impls:
                 med = {p: statistics.median(r[p] for r in rounds[name]) for p in (*PIECES, "total")}
                 print(f"{k:3d} {name:8s} " + " ".join(f"{med[p]:8.1f}" for p in (*PIECES, "total")), flush=True)
+                totals[name, k] = med["total"]
+    base = min(a.ks)
+    for name in impls:
+        for k in a.ks:
+            if k != base:
+                print(f"ratio host glue per run per step, K={k} / K={base} ({name}): "
+                      f"{totals[name, k] / totals[name, base]:.3f} (what K runs in a pack cost the host, per run, "
+                      "relative to one run)")
 
     if not a.no_model:
         print("\nPackedVAE loop backend, conv64 batch 2: forward + sum + backward + Adam, ms per step (median)")

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_train.py [--steps 12] [--repeats 3] [--batch 64] [--threads 0]
-        [--pack 4 --pack-batch 32 --pack-steps 6] [--no-pack] [--quick]
+        [--pack 4 --pack-batch 32 --pack-steps 6] [--no-pack] [--no-trainer] [--jobs N] [--quick]
 
 Every measurement runs in a fresh subprocess (so the glibc malloc settings, which only act at
 process start, can differ), and the variants are interleaved A, B, A, B... over ``--repeats``
@@ -285,6 +285,7 @@ def main() -> int:
     ap.add_argument("--pack-batch", type=int, default=32)
     ap.add_argument("--pack-steps", type=int, default=6)
     ap.add_argument("--no-pack", action="store_true", help="skip the packed benchmark")
+    ap.add_argument("--no-trainer", action="store_true", help="skip the trainer-vs-plain and FactorVAE parts")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="N for the concurrent-runs comparison (0: skip it)")
     ap.add_argument("--no-vmap", action="store_true", help="skip the vmap backend in the packed benchmark")
@@ -308,6 +309,16 @@ def main() -> int:
     if importlib.util.find_spec("disent") is None:
         print("disent: not installed, no comparison with it")
 
+    if not a.no_trainer:
+        trainer_part(a)
+    if a.jobs > 1 and a.device == "cpu":
+        jobs_part(a)
+    if not a.no_pack:
+        pack_part(a)
+    return 0
+
+
+def trainer_part(a: argparse.Namespace) -> None:
     res = interleaved([
         ("plain", "plain", False),
         ("untwine-bvae", "untwine-bvae", True),
@@ -331,33 +342,35 @@ def main() -> int:
     print(f"step times in one process, interleaved: beta-VAE {1000 * tb:.1f} ms, FactorVAE {1000 * tf:.1f} ms")
     print(f"ratio FactorVAE step time / beta-VAE step time (steps only): {tf / tb:.3f} (target <= 1.6: {'met' if tf / tb <= 1.6 else 'NOT met'})")
 
-    if a.jobs > 1 and a.device == "cpu":
-        n = a.jobs
-        print(f"jobs: {n} beta-VAE runs at once with 1 thread each vs one run with {n} threads")
-        jres: dict[str, list[float]] = {"one run": [], "concurrent": []}
-        for r in range(a.repeats):
-            one = argparse.Namespace(**{**vars(a), "threads": n})
-            jres["one run"].append(measure("untwine-bvae", one, True))
-            jres["concurrent"].append(measure_concurrent("untwine-bvae", a, n))
-            print(f"  round {r + 1}: one run ({n} threads) {jres['one run'][-1]:.1f}, "
-                  f"{n} runs x 1 thread {jres['concurrent'][-1]:.1f} images/s (aggregate)", flush=True)
-        print(f"ratio {n} concurrent 1-thread runs / one {n}-thread run (aggregate images/s, what "
-              f"untwine sweep --jobs {n} gains on CPU): {median_ratio(jres, 'concurrent', 'one run'):.3f}")
 
-    if not a.no_pack:
-        print(f"packed: K={a.pack} beta-VAE runs, batch {a.pack_batch}, {a.pack_steps} steps each")
-        variants = [("one-at-a-time", "one-at-a-time", True), ("packed", "packed", True)]
-        if not a.no_vmap:
-            variants.append(("packed-vmap", "packed-vmap", True))
-        pres = interleaved(variants, a)
-        for k, v in pres.items():
-            print(f"{k:24s} median {statistics.median(v):8.1f} images/s (aggregate)")
-        print(f"ratio packed (default backend: loop on CPU, vmap on CUDA) / one-at-a-time, K={a.pack}: "
-              f"{median_ratio(pres, 'packed', 'one-at-a-time'):.3f}")
-        if not a.no_vmap:
-            print(f"ratio packed (vmap backend) / one-at-a-time, K={a.pack}: "
-                  f"{median_ratio(pres, 'packed-vmap', 'one-at-a-time'):.3f}")
-    return 0
+
+def jobs_part(a: argparse.Namespace) -> None:
+    n = a.jobs
+    print(f"jobs: {n} beta-VAE runs at once with 1 thread each vs one run with {n} threads")
+    jres: dict[str, list[float]] = {"one run": [], "concurrent": []}
+    for r in range(a.repeats):
+        one = argparse.Namespace(**{**vars(a), "threads": n})
+        jres["one run"].append(measure("untwine-bvae", one, True))
+        jres["concurrent"].append(measure_concurrent("untwine-bvae", a, n))
+        print(f"  round {r + 1}: one run ({n} threads) {jres['one run'][-1]:.1f}, "
+              f"{n} runs x 1 thread {jres['concurrent'][-1]:.1f} images/s (aggregate)", flush=True)
+    print(f"ratio {n} concurrent 1-thread runs / one {n}-thread run (aggregate images/s, what "
+          f"untwine sweep --jobs {n} gains on CPU): {median_ratio(jres, 'concurrent', 'one run'):.3f}")
+
+
+def pack_part(a: argparse.Namespace) -> None:
+    print(f"packed: K={a.pack} beta-VAE runs, batch {a.pack_batch}, {a.pack_steps} steps each")
+    variants = [("one-at-a-time", "one-at-a-time", True), ("packed", "packed", True)]
+    if not a.no_vmap:
+        variants.append(("packed-vmap", "packed-vmap", True))
+    pres = interleaved(variants, a)
+    for k, v in pres.items():
+        print(f"{k:24s} median {statistics.median(v):8.1f} images/s (aggregate)")
+    print(f"ratio packed (default backend: loop on CPU, vmap on CUDA) / one-at-a-time, K={a.pack}: "
+          f"{median_ratio(pres, 'packed', 'one-at-a-time'):.3f}")
+    if not a.no_vmap:
+        print(f"ratio packed (vmap backend) / one-at-a-time, K={a.pack}: "
+              f"{median_ratio(pres, 'packed-vmap', 'one-at-a-time'):.3f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ QUICK: dict[str, list[str]] = {
     "bench_data.py": ["--batches", "50", "--sizes", "3", "6", "10", "8", "8"],
     "bench_metrics.py": ["--dci-train", "500", "--dci-test", "250"],
     "bench_mpi3d_procedural.py": ["--seconds", "1"],
+    "bench_packed_overhead.py": ["--ks", "1", "8", "32", "--no-model", "--rounds", "2", "--steps", "30"],
 }
 
 

@@ -89,6 +89,19 @@ def test_packed_factor_vae_equals_unpacked(tmp_path):
             torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("model, hp", [
+    ("beta-tcvae", [{"beta": 2.0}, {"beta": 8.0}]),
+    ("dip-vae-ii", [{"lambda_od": 1.0}, {"lambda_od": 20.0, "lambda_d": 5.0}]),
+    ("annealed-vae", [{"c_max": 5.0, "anneal_steps": 2.0}, {"gamma": 10.0, "anneal_steps": 0.0}]),
+])
+def test_packs_with_batched_terms_equal_runs_alone(tmp_path, model, hp):
+    assert packed._batched_terms(objectives.get(model))
+    mk = lambda name, h, s: cfg(tmp_path / f"{name}{s}", model=model, hparams=h, seed=s, steps=4, eval_every=2)  # noqa: E731
+    runs = train_packed([mk("p", h, s) for s, h in enumerate(hp)], progress=False, backend="vmap")
+    for s, (run, h) in enumerate(zip(runs, hp)):
+        assert_close_runs(run.dir, train(mk("u", h, s), progress=False).dir)
+
+
 def test_a_packed_run_resumes_alone(alone, tmp_path):
     """A packed run's checkpoint (optimizer state sliced from the stacked Adam) resumes with train()."""
     short = [bvae(tmp_path, "p", b, s, steps=3) for b, s in BETAS]

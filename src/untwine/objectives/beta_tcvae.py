@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from .base import Objective, bernoulli_rec, kl_per_dim
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
 from .registry import register
 from .tc import kl_decomposition
 
@@ -54,4 +55,22 @@ class BetaTCVAE(Objective):
             loss = loss - (beta - 1) * (z.shape[1] - 1) * math.log(self.dataset_size * z.shape[0])
             with torch.no_grad():
                 mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=True)
+        return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
+
+    @classmethod
+    def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        """Batched when the runs share the estimator and the training-set size, else run by run."""
+        if len({(o.hparams["stratified"], o.dataset_size) for o in objectives}) > 1:
+            return super().terms_packed(objectives, x, mu, logvar, z, logits, step)
+        n, stratified = objectives[0].dataset_size, objectives[0].hparams["stratified"] == 1.0
+        rec = bernoulli_rec_packed(logits, x)
+        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        decompose = functools.partial(kl_decomposition, dataset_size=n)
+        mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=stratified))(z, mu, logvar)
+        beta = hparam_vector(objectives, "beta", kl)
+        loss = rec + mi + beta * tc + dwkl
+        if not stratified:  # as terms(): drop MWS's constants, log the stratified estimates
+            loss = loss - (beta - 1) * (z.shape[-1] - 1) * math.log(n * z.shape[-2])
+            with torch.no_grad():
+                mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=True))(z, mu, logvar)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, kl_per_dim
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
 from .registry import register
 
 
-def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.Tensor:
-    """``lambda_od * sum_{i!=j} C_ij^2 + lambda_d * sum_i (C_ii - 1)^2`` for a ``D x D`` matrix."""
-    diag = torch.diagonal(cov)
+def dip_penalty(cov: torch.Tensor, lambda_od: float | torch.Tensor, lambda_d: float | torch.Tensor) -> torch.Tensor:
+    """``lambda_od * sum_{i!=j} C_ij^2 + lambda_d * sum_i (C_ii - 1)^2`` for a ``D x D`` matrix
+    (or ``K x D x D`` with ``K``-vectors of lambdas -> ``K``)."""
+    diag = torch.diagonal(cov, dim1=-2, dim2=-1)
     off = cov - torch.diag_embed(diag)
-    return lambda_od * off.pow(2).sum() + lambda_d * (diag - 1.0).pow(2).sum()
+    return lambda_od * off.pow(2).sum((-2, -1)) + lambda_d * (diag - 1.0).pow(2).sum(-1)
 
 
 def covariance(mu: torch.Tensor) -> torch.Tensor:
-    """Batch covariance ``E[mu mu^T] - E[mu] E[mu]^T`` (divides by B): ``B x D`` -> ``D x D``."""
-    centred = mu - mu.mean(0, keepdim=True)
-    return centred.T @ centred / mu.shape[0]
+    """Batch covariance ``E[mu mu^T] - E[mu] E[mu]^T`` (divides by B): ``... x B x D`` -> ``... x D x D``."""
+    centred = mu - mu.mean(-2, keepdim=True)
+    return centred.transpose(-2, -1) @ centred / mu.shape[-2]
 
 
 class _DIPVAE(Objective):
@@ -28,12 +29,21 @@ class _DIPVAE(Objective):
     random_terms = False
 
     def cov(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``... x B x D`` codes' posteriors -> ``... x D x D``."""
         raise NotImplementedError
 
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)
         kl = kl_per_dim(mu, logvar).sum()
         dip = dip_penalty(self.cov(mu, logvar), self.hparams["lambda_od"], self.hparams["lambda_d"])
+        return {"loss": rec + kl + dip, "rec": rec, "kl": kl, "dip": dip}
+
+    @classmethod
+    def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
+        rec = bernoulli_rec_packed(logits, x)
+        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        lam_od, lam_d = hparam_vector(objectives, "lambda_od", kl), hparam_vector(objectives, "lambda_d", kl)
+        dip = dip_penalty(objectives[0].cov(mu, logvar), lam_od, lam_d)
         return {"loss": rec + kl + dip, "rec": rec, "kl": kl, "dip": dip}
 
 
@@ -59,4 +69,4 @@ class DIPVAEII(_DIPVAE):
     params = {"lambda_od": 10.0, "lambda_d": 10.0}
 
     def cov(self, mu, logvar):
-        return covariance(mu) + torch.diag_embed(logvar.exp().mean(0))
+        return covariance(mu) + torch.diag_embed(logvar.exp().mean(-2))

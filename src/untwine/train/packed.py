@@ -26,8 +26,8 @@ been alone, up to float rounding:
 Host work per step that grows with K: per run one row draw, one ``eps`` draw and a few Python
 lines of ``Job.after_step``, plus its forward with the loop backend; the objective's ``terms``
 too unless all runs share one objective class without random draws in its terms, which then
-computes all K runs' terms at once (``Objective.terms_packed``; batched arithmetic for the VAE,
-beta-VAE and annealed VAE, run by run for the others).
+computes all K runs' terms at once (``Objective.terms_packed``; batched arithmetic for every
+built-in objective but FactorVAE, whose terms run run by run).
 The batch gather, the per-run views of outputs and weights (one ``unbind`` per tensor; indexing
 ``t[k]`` would give every run's backward a whole ``K x ...`` zero gradient, O(K^2)), the logged
 metrics of all K runs (one vmapped ``_logs`` into K-stacked running means, when the runs' terms
