@@ -115,3 +115,12 @@ def test_non_grid_index_of_and_missing_combination():
         x = d.observations_from_factors(np.array([[0, 1]]), np.random.default_rng(seed))
         picks.add(round(float(x[0, 0, 0, 0]) * 255))
     assert picks == {0, 2}
+
+
+def test_images_on_a_device_are_copied_once_and_shared():
+    imgs, fac = _grid()
+    d = from_arrays(imgs, fac, ["a", "b", "c"])
+    assert d.images_on("cpu") is d.images  # resident already: no copy
+    meta = d.images_on("meta")  # any non-CPU device goes through the per-device cache
+    assert meta.device.type == "meta" and meta.shape == d.images.shape
+    assert d.images_on(torch.device("meta")) is meta
