@@ -206,14 +206,24 @@ def test_bf16_autocast_trains_with_float32_outputs_and_close_losses(tmp_path):
     assert [t.dtype for t in out] == [torch.float32] * 4
 
 
-def test_compiled_step_equals_eager(tmp_path):
+@pytest.mark.parametrize("model, fused", [("beta-vae", True), ("annealed-vae", False), ("factor-vae", False)])
+def test_compiled_step_equals_eager(tmp_path, monkeypatch, model, fused):
+    """compile="on": forward + terms + logs compiled as one function where the objective allows
+    (``_fused_step``), else the model alone; either way the run equals the eager one."""
     import torch._inductor.config as inductor_config
+    from untwine.train import loop
 
-    kw = dict(steps=3, log_every=1, eval_every=1, latents=4)
+    made = []
+    orig = loop._fused_step
+    monkeypatch.setattr(loop, "_fused_step", lambda *a: made.append(orig(*a)) or made[-1])
+    kw = dict(model=model, steps=3, log_every=1, eval_every=1, latents=4)
+    if model == "annealed-vae":
+        kw["hparams"] = {"gamma": 10.0, "anneal_steps": 2.0}  # the capacity changes every step
     eager = train(tiny(tmp_path / "a", **kw), progress=False)
     # eager RNG inside compiled code, so eps is the same stream and the runs can be compared
     with inductor_config.patch(fallback_random=True):
         compiled = train(tiny(tmp_path / "b", compile="on", **kw), progress=False)
+    assert made[0] is None and (made[1] is not None) == fused
     a, b = _train_losses(eager), _train_losses(compiled)
     assert len(a) == len(b) == 3
     assert all(math.isclose(u, v, rel_tol=1e-4) for u, v in zip(a, b)), (a, b)

@@ -57,12 +57,15 @@ class Objective(nn.Module):
     which trains them for one step with their own optimizer ``extra_optimizer``.
     ``random_terms`` says whether ``terms`` may draw from the global torch RNG in training
     (``train_packed`` then swaps the run's own RNG in around it); the built-ins set it False.
+    ``uses_step`` says whether ``terms`` depends on ``step`` (a compiled training step then leaves
+    ``terms`` out of the compiled graph, which would otherwise be specialised to one step).
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, float]] = {}
     has_extra_step: ClassVar[bool] = False
     random_terms: ClassVar[bool] = True
+    uses_step: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
 
     def __init__(self, *, dataset_size: int, latents: int, **hparams: Any) -> None:

@@ -35,7 +35,7 @@ from . import checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MeansRow, MetricsLog, Progress, RunningMeans, to_python, write_json
 from .run import Run, load_run
-from .speed import step_forward
+from .speed import AutocastForward, compile_mode, step_forward, uses_cuda_graphs
 
 
 def train(
@@ -79,6 +79,7 @@ def train(
     job.optimizer_state = optimizer.state_dict
     job.rng_state = checkpoint.rng_state
     forward = step_forward(model, cfg, device)  # the model itself unless compile/bf16 are set
+    fused = _fused_step(job, cfg, device)  # with compile: forward + terms + logs as one graph
 
     # ------------------------------------------------------------------ the loop
     bar = Progress(cfg.steps, job.step, progress, desc=f"{cfg.model} {cfg.dataset}")
@@ -92,14 +93,20 @@ def train(
                 x = job.sampler.next()
                 if job.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                mu, logvar, z, logits = forward(x)
-                terms = objective.terms(x, mu, logvar, z, logits, job.step)
+                if fused is None:
+                    mu, logvar, z, logits = forward(x)
+                    terms = objective.terms(x, mu, logvar, z, logits, job.step)
+                else:
+                    terms, logs = fused(x)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
-                if objective.has_extra_step:
-                    terms = {**terms, **objective.extra_step(z.detach(), job.step)}
-                job.record(terms, x, mu, logvar, z, logits)
+                if fused is not None:
+                    job.record(terms, logs=logs)
+                else:
+                    if objective.has_extra_step:
+                        terms = {**terms, **objective.extra_step(z.detach(), job.step)}
+                    job.record(terms, x, mu, logvar, z, logits)
                 job.after_step(bar)
                 if stop.requested and job.step < cfg.steps:
                     raise KeyboardInterrupt
@@ -221,10 +228,13 @@ class Job:
             self.last["val"] = self.last["initial_val"] = self.evaluate()
             self.log.write(0, "val", self.last["val"])
 
-    def record(self, terms: dict[str, torch.Tensor], x: torch.Tensor, mu: torch.Tensor,
-               logvar: torch.Tensor, z: torch.Tensor, logits: torch.Tensor) -> None:
-        """Book one finished training step (no host sync)."""
-        logs = _logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size)
+    def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
+               logs: dict[str, torch.Tensor] | None = None) -> None:
+        """Book one finished training step (no host sync): ``outs`` are the step's ``x, mu,
+        logvar, z, logits``, from which the logged quantities are computed unless ``logs`` (what
+        :func:`_logs` gives) is passed."""
+        if logs is None:
+            logs = _logs(terms, *outs, self.tc_fn, self.train_size)
         self.running.add(logs)  # type: ignore[union-attr]  # (a pack's MeansRow never records here)
         self.loss_buf[self.step % len(self.loss_buf)] = terms["loss"].detach()
         self.booked(terms)
@@ -354,6 +364,34 @@ class Job:
 
 
 # ---------------------------------------------------------------------- helpers
+def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[..., Any] | None:
+    """With ``cfg.compile``: ``x -> (terms, logs)``, the model's forward, the objective's terms and
+    the logged quantities as one compiled function, so on CUDA ("reduce-overhead") nearly the whole
+    step (its backward too) replays as CUDA graphs instead of ~250 kernel launches. ``None``
+    without compile, and for objectives whose terms depend on the step (``uses_step``) or that
+    train networks of their own (``has_extra_step``): those compile the model only."""
+    objective = job.objective
+    mode = compile_mode(cfg.compile, device)
+    if mode is None or objective.uses_step or objective.has_extra_step:
+        return None
+    forward = AutocastForward(job.model, device.type) if cfg.precision == "bf16" else job.model
+
+    def step(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        mu, logvar, z, logits = forward(x)
+        terms = objective.terms(x, mu, logvar, z, logits, 0)
+        return terms, _logs(terms, x, mu, logvar, z, logits, job.tc_fn, job.train_size)
+
+    compiled = torch.compile(step, mode=mode)
+    if not uses_cuda_graphs(mode, device):
+        return compiled
+
+    def graphed(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        torch.compiler.cudagraph_mark_step_begin()  # outputs are used within the step only
+        return compiled(x)
+
+    return graphed
+
+
 def _logs(
     terms: dict[str, torch.Tensor],
     x: torch.Tensor,

@@ -46,6 +46,11 @@ def compile_mode(setting: str, device: torch.device) -> str | None:
     return setting
 
 
+def uses_cuda_graphs(mode: str, device: torch.device) -> bool:
+    """Whether ``torch.compile(mode=mode)`` replays CUDA graphs on ``device``."""
+    return device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+
+
 def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[torch.Tensor], Outputs]:
     """The model call of one training step, ``x: B x C x H x W -> (mu, logvar, z, logits)``, with
     ``cfg.compile`` and ``cfg.precision`` applied. fp32 without compilation is ``model`` itself."""
@@ -54,7 +59,7 @@ def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[
     if mode is None:
         return fn
     compiled = torch.compile(fn, mode=mode)
-    if not (device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")):  # no CUDA graphs
+    if not uses_cuda_graphs(mode, device):
         return compiled
 
     def forward(x: torch.Tensor) -> Outputs:
@@ -66,4 +71,4 @@ def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[
     return forward
 
 
-__all__ = ["AutocastForward", "compile_mode", "step_forward"]
+__all__ = ["AutocastForward", "compile_mode", "step_forward", "uses_cuda_graphs"]
