@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim
 from .registry import register
 
 
@@ -47,7 +47,7 @@ class AnnealedVAE(Objective):
     @classmethod
     def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec_packed(logits, x)
-        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        kl = kl_per_dim(mu, logvar).sum(-1)
         c_max, n = hparam_vector(objectives, "c_max", kl), hparam_vector(objectives, "anneal_steps", kl)
         c = c_max * torch.where(n == 0, 1.0, (max(0.0, float(step)) / n).clamp(max=1.0))  # as capacity()
         loss = rec + hparam_vector(objectives, "gamma", kl) * (kl - c).abs()

@@ -21,18 +21,15 @@ def bernoulli_rec(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent, batch mean: ``B x D`` -> ``D`` (nats)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent, batch mean: ``B x D`` -> ``D`` (nats); with
+    a leading runs axis (a pack) ``K x B x D`` -> ``K x D``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(-2)
 
 
 def bernoulli_rec_packed(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """:func:`bernoulli_rec` of K runs at once: ``K x B x C x H x W`` -> ``K`` (nats per image)."""
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(2).sum(-1).mean(-1)
 
-
-def kl_per_dim_packed(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """:func:`kl_per_dim` of K runs at once: ``K x B x D`` -> ``K x D`` (nats)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(1)
 
 
 def hparam_vector(objectives: Sequence["Objective"], name: str, like: torch.Tensor) -> torch.Tensor:

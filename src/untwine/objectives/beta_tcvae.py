@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim
 from .registry import register
 from .tc import kl_decomposition
 
@@ -64,7 +64,7 @@ class BetaTCVAE(Objective):
             return super().terms_packed(objectives, x, mu, logvar, z, logits, step)
         n, stratified = objectives[0].dataset_size, objectives[0].hparams["stratified"] == 1.0
         rec = bernoulli_rec_packed(logits, x)
-        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        kl = kl_per_dim(mu, logvar).sum(-1)
         decompose = functools.partial(kl_decomposition, dataset_size=n)
         mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=stratified))(z, mu, logvar)
         beta = hparam_vector(objectives, "beta", kl)

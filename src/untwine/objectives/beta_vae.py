@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim
 from .registry import register
 
 
@@ -29,5 +29,5 @@ class BetaVAE(Objective):
     @classmethod
     def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec_packed(logits, x)
-        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        kl = kl_per_dim(mu, logvar).sum(-1)
         return {"loss": rec + hparam_vector(objectives, "beta", kl) * kl, "rec": rec, "kl": kl}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim, kl_per_dim_packed
+from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim
 from .registry import register
 
 
@@ -41,7 +41,7 @@ class _DIPVAE(Objective):
     @classmethod
     def terms_packed(cls, objectives, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec_packed(logits, x)
-        kl = kl_per_dim_packed(mu, logvar).sum(-1)
+        kl = kl_per_dim(mu, logvar).sum(-1)
         lam_od, lam_d = hparam_vector(objectives, "lambda_od", kl), hparam_vector(objectives, "lambda_d", kl)
         dip = dip_penalty(objectives[0].cov(mu, logvar), lam_od, lam_d)
         return {"loss": rec + kl + dip, "rec": rec, "kl": kl, "dip": dip}
