@@ -31,7 +31,6 @@ def bernoulli_rec_packed(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(2).sum(-1).mean(-1)
 
 
-
 def hparam_vector(objectives: Sequence["Objective"], name: str, like: torch.Tensor) -> torch.Tensor:
     """``[o.hparams[name] for o in objectives]`` as a float32 ``K`` tensor on ``like``'s device,
     made once per pack and device (no host-to-device copy per step)."""

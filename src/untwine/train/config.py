@@ -42,9 +42,10 @@ class RunConfig:
     ``runs/<model>-<dataset>-seed<seed>``.
 
     Speed options (the training step only; evaluation and checkpoints are unchanged):
-    ``compile`` runs the model's forward (and so its backward) through ``torch.compile``: ``"on"``
-    picks ``"reduce-overhead"`` (CUDA graphs) on CUDA and ``"default"`` on CPU, or name a
-    ``torch.compile`` mode; the first steps pay the compilation (about a minute). ``precision =
+    ``compile`` runs the step's forward, terms and logged quantities (the model alone for
+    objectives that use the step or train networks of their own), and so their backward, through
+    ``torch.compile``: ``"on"`` picks ``"reduce-overhead"`` (CUDA graphs) on CUDA and
+    ``"default"`` on CPU, or name a ``torch.compile`` mode; the first steps pay the compilation. ``precision =
     "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32).
     """
 

@@ -35,7 +35,7 @@ from . import checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MeansRow, MetricsLog, Progress, RunningMeans, to_python, write_json
 from .run import Run, load_run
-from .speed import AutocastForward, compile_mode, step_forward, uses_cuda_graphs
+from .speed import compile_mode, compiled_step, model_forward, step_forward
 
 
 def train(
@@ -78,8 +78,8 @@ def train(
         checkpoint.set_rng_state(job.saved["rng"])
     job.optimizer_state = optimizer.state_dict
     job.rng_state = checkpoint.rng_state
-    forward = step_forward(model, cfg, device)  # the model itself unless compile/bf16 are set
     fused = _fused_step(job, cfg, device)  # with compile: forward + terms + logs as one graph
+    forward = step_forward(model, cfg, device) if fused is None else model  # unused when fused
 
     # ------------------------------------------------------------------ the loop
     bar = Progress(cfg.steps, job.step, progress, desc=f"{cfg.model} {cfg.dataset}")
@@ -374,22 +374,14 @@ def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[...,
     mode = compile_mode(cfg.compile, device)
     if mode is None or objective.uses_step or objective.has_extra_step:
         return None
-    forward = AutocastForward(job.model, device.type) if cfg.precision == "bf16" else job.model
+    forward = model_forward(job.model, cfg, device)
 
     def step(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         mu, logvar, z, logits = forward(x)
         terms = objective.terms(x, mu, logvar, z, logits, 0)
         return terms, _logs(terms, x, mu, logvar, z, logits, job.tc_fn, job.train_size)
 
-    compiled = torch.compile(step, mode=mode)
-    if not uses_cuda_graphs(mode, device):
-        return compiled
-
-    def graphed(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        torch.compiler.cudagraph_mark_step_begin()  # outputs are used within the step only
-        return compiled(x)
-
-    return graphed
+    return compiled_step(step, mode, device)
 
 
 def _logs(

@@ -9,7 +9,7 @@ objective always sees float32 tensors. Evaluation, encoding and checkpoints use 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from ..models import VAE
 from .config import RunConfig
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+T = TypeVar("T")
 
 
 class AutocastForward(nn.Module):
@@ -51,24 +52,31 @@ def uses_cuda_graphs(mode: str, device: torch.device) -> bool:
     return device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
 
 
-def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[torch.Tensor], Outputs]:
-    """The model call of one training step, ``x: B x C x H x W -> (mu, logvar, z, logits)``, with
-    ``cfg.compile`` and ``cfg.precision`` applied. fp32 without compilation is ``model`` itself."""
-    fn: nn.Module = AutocastForward(model, device.type) if cfg.precision == "bf16" else model
-    mode = compile_mode(cfg.compile, device)
-    if mode is None:
-        return fn
+def model_forward(model: VAE, cfg: RunConfig, device: torch.device) -> nn.Module:
+    """The uncompiled model call with ``cfg.precision`` applied: ``model`` itself for fp32."""
+    return AutocastForward(model, device.type) if cfg.precision == "bf16" else model
+
+
+def compiled_step(fn: Callable[..., T], mode: str, device: torch.device) -> Callable[..., T]:
+    """``torch.compile(fn, mode=mode)``; with CUDA graphs each call is marked as a new step (the
+    graphs reuse their output memory, and the loop uses a step's outputs within that step only)."""
     compiled = torch.compile(fn, mode=mode)
     if not uses_cuda_graphs(mode, device):
         return compiled
 
-    def forward(x: torch.Tensor) -> Outputs:
-        # CUDA graphs reuse their output memory: mark each step as a new one (the loop uses a
-        # step's outputs only within that step).
+    def graphed(*args: torch.Tensor) -> T:
         torch.compiler.cudagraph_mark_step_begin()
-        return compiled(x)
+        return compiled(*args)
 
-    return forward
+    return graphed
 
 
-__all__ = ["AutocastForward", "compile_mode", "step_forward", "uses_cuda_graphs"]
+def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[torch.Tensor], Outputs]:
+    """The model call of one training step, ``x: B x C x H x W -> (mu, logvar, z, logits)``, with
+    ``cfg.compile`` and ``cfg.precision`` applied. fp32 without compilation is ``model`` itself."""
+    fn = model_forward(model, cfg, device)
+    mode = compile_mode(cfg.compile, device)
+    return fn if mode is None else compiled_step(fn, mode, device)
+
+
+__all__ = ["AutocastForward", "compile_mode", "compiled_step", "model_forward", "step_forward", "uses_cuda_graphs"]
