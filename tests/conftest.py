@@ -46,3 +46,17 @@ def patch_terms(monkeypatch, name: str, terms) -> None:
     cls = objectives.get(name)
     monkeypatch.setattr(cls, "terms", terms)
     monkeypatch.setattr(cls, "terms_packed", classmethod(Objective.terms_packed.__func__))
+
+
+def nan_loss_from(monkeypatch, beta: float, step: int) -> None:
+    """Make the beta-VAE run with this ``beta`` return a NaN loss from training step ``step`` on
+    (the other runs, and the steps before, are untouched)."""
+    from untwine import objectives
+
+    orig = objectives.get("beta-vae").terms
+
+    def terms(self, x, mu, logvar, z, logits, s):
+        t = orig(self, x, mu, logvar, z, logits, s)
+        return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == beta and s >= step else t
+
+    patch_terms(monkeypatch, "beta-vae", terms)

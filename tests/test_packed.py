@@ -16,7 +16,7 @@ from untwine.train import RunConfig, checkpoint, load_run, train
 from untwine.train import packed
 from untwine.train.packed import PackedVAE, train_packed
 
-from conftest import TINY, patch_terms, squares
+from conftest import TINY, nan_loss_from, patch_terms, squares
 
 BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
 
@@ -120,14 +120,7 @@ def test_packed_resume_of_an_interrupted_pack(alone, tmp_path):
 
 
 def test_a_diverging_run_fails_alone(tmp_path, monkeypatch):
-    cls = objectives.get("beta-vae")
-    orig = cls.terms
-
-    def terms(self, x, mu, logvar, z, logits, step):
-        t = orig(self, x, mu, logvar, z, logits, step)
-        return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == 16.0 and step >= 3 else t
-
-    patch_terms(monkeypatch, cls.name, terms)
+    nan_loss_from(monkeypatch, beta=16.0, step=3)
     runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False)
     assert [r.summary["status"] for r in runs] == ["finished", "finished", "failed"]
     assert "loss became nan at step 4" in runs[2].summary["error"]

@@ -16,7 +16,7 @@ from untwine.studies.results import read_results
 from untwine.studies.sweep import RunOutcome, RunSpec, execute_pack, execute_run, plan_units, specs_for
 from untwine.train import RunConfig, train
 
-from conftest import TINY, patch_terms
+from conftest import TINY, nan_loss_from
 
 sweep_mod = importlib.import_module("untwine.studies.sweep")
 
@@ -141,16 +141,7 @@ def test_runs_stopped_at_different_steps_finish_one_by_one(tmp_path, unpacked, m
 def test_a_diverging_run_fails_alone_with_the_unpacked_record(tmp_path, monkeypatch):
     """A packed run that goes NaN gets the failed.json (and results row) an unpacked run gets;
     its pack-mate finishes."""
-    from untwine import objectives
-
-    cls = objectives.get("beta-vae")
-    orig = cls.terms
-
-    def terms(self, x, mu, logvar, z, logits, step):
-        t = orig(self, x, mu, logvar, z, logits, step)
-        return {**t, "loss": t["loss"] * float("nan")} if self.hparams["beta"] == 4.0 and step >= 3 else t
-
-    patch_terms(monkeypatch, cls.name, terms)
+    nan_loss_from(monkeypatch, beta=4.0, step=3)
     study = parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"))
     rows = {}
     for name, pack in (("a", 1), ("b", 2)):
