@@ -33,6 +33,7 @@ class Run:
     model: VAE
     summary: dict[str, Any]
     batch_size: int = 1024
+    precision: str | None = None  # "fp32" or "bf16" for encode/decode; None: the run's config.precision
 
     @property
     def device(self) -> torch.device:
@@ -65,7 +66,8 @@ class Run:
             b = t[i : i + self.batch_size].to(self.device)
             b = b.float() / 255.0 if b.dtype == torch.uint8 else b.float()
             b = b.contiguous(memory_format=torch.channels_last)
-            out.append(self.model.encode(b)[0].float().cpu())
+            with self._autocast():
+                out.append(self.model.encode(b)[0].float().cpu())
         if not out:
             return np.zeros((0, self.model.latents), np.float32)
         return torch.cat(out).numpy().astype(np.float32, copy=False)
@@ -81,6 +83,11 @@ class Run:
             for i in range(0, len(t), self.batch_size)
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, *self._shape()), np.float32)
+
+    def _autocast(self) -> Any:
+        """bfloat16 autocast when this run encodes in bf16 (as it trained), else a no-op."""
+        precision = self.precision or self.config.precision
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """``n`` images ``n x C x 64 x 64`` in ``[0, 1]`` decoded from prior draws ``z ~ N(0, I)``."""
