@@ -170,7 +170,8 @@ def glue_run(mod: types.ModuleType, k: int, a: argparse.Namespace, data: GroundT
     mod.PackedVAE = NullPacked
     TRACE.events, TRACE.on = [], True
     try:
-        mod.train_packed(cfgs, progress=False, data=data)
+        # backend="loop": the pack path even at K = 1 (a lone run would take train()'s fast path)
+        mod.train_packed(cfgs, progress=False, data=data, backend="loop")
     finally:
         TRACE.on = False
         mod.PackedVAE = real

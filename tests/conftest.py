@@ -46,6 +46,7 @@ def patch_terms(monkeypatch, name: str, terms) -> None:
     cls = objectives.get(name)
     monkeypatch.setattr(cls, "terms", terms)
     monkeypatch.setattr(cls, "terms_packed", classmethod(Objective.terms_packed.__func__))
+    monkeypatch.setattr(cls, "batched_terms", False)
 
 
 def nan_loss_from(monkeypatch, beta: float, step: int) -> None:

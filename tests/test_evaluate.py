@@ -109,3 +109,42 @@ def test_code_table_refused_for_data_that_cannot_be_enumerated():
     with pytest.raises(ValueError, match="code_table must be 'auto', True or False"):
         evaluate(make_encoder("perfect", (3, 4, 5)), FakeData((3, 4, 5)), metrics="mig", code_table="yes",
                  progress=False, sizes=SMALL)
+
+
+def test_metrics_that_need_two_factors_are_skipped_with_a_reason():
+    """One factor (MNIST's digit): beta-VAE / FactorVAE scores, modularity and DCI disentanglement
+    are undefined; they are left out with a reason and the others are computed."""
+    data = FakeData((10,))
+    r = evaluate(make_encoder("perfect", (10,)), data, seed=0, progress=False, sizes=SMALL)
+    why = "needs >= 2 factors; FakeData has 1"
+    assert r["skipped"] == {"beta_vae": why, "factor_vae": why, "modularity": why, "dci_disentanglement": why}
+    for key in ("mig", "sap", "explicitness", "dci_completeness", "dci_informativeness", "gaussian_tc"):
+        assert np.isfinite(r[key]), key
+    for key in ("beta_vae_score", "factor_vae_score", "modularity", "dci_disentanglement"):
+        assert key not in r
+    assert "beta_vae" not in r["timings_s"] and "beta_vae" not in r["sizes"]
+    two = evaluate(make_encoder("perfect", (3, 4)), FakeData((3, 4)), metrics="mig,beta_vae", progress=False, sizes=SMALL)
+    assert "skipped" not in two and "beta_vae_score" in two
+
+
+def test_cli_evaluate_mnist_run_exits_0_and_records_skipped(tmp_path, capsys):
+    """`untwine evaluate` on an MNIST run (offline IDX files written here) writes MIG and the reasons."""
+    import json
+
+    from test_mnist import make_mnist
+    from untwine.train import RunConfig, train
+
+    make_mnist(tmp_path / "data", n=60)
+    cfg = RunConfig(dataset="mnist", source="official", data_root=str(tmp_path / "data"), model="beta-vae",
+                    steps=2, batch_size=8, latents=3, eval_every=2, eval_images=8, log_every=1,
+                    val_fraction=0.2, device="cpu", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    sizes = "num_train=200,num_test=100,num_eval=50,batch_size=8,num_variance_estimate=200"
+    assert main(["evaluate", str(tmp_path / "run"), "--sizes", sizes, "--no-progress", "--jobs", "1"]) == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= m["mig"] <= 1
+    assert m["skipped"]["beta_vae"] == "needs >= 2 factors; mnist has 1"
+    assert set(m["skipped"]) == {"beta_vae", "factor_vae", "modularity", "dci_disentanglement"}
+    out = capsys.readouterr().out
+    assert any(ln.split() == ["beta_vae", "skipped:", "needs", ">=", "2", "factors;", "mnist", "has", "1"]
+               for ln in out.splitlines())

@@ -383,3 +383,21 @@ def test_terms_packed_equal_terms_run_by_run(case: str, step: int) -> None:
         if gp is not None:
             torch.testing.assert_close(gp, ga, rtol=1e-5, atol=1e-6)
     assert len(set(packed["loss"].detach().tolist())) == 3  # three different runs
+
+
+def test_gaussian_tc_known_answer_and_full_sample_estimate():
+    from untwine.objectives.tc import gaussian_tc, sample_total_correlation, total_correlation
+
+    g = torch.Generator().manual_seed(0)
+    cov = torch.tensor([[1.0, 0.6], [0.6, 1.0]], dtype=torch.float64)
+    z = torch.randn(20000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    true = -0.5 * math.log(1 - 0.36)  # TC of a bivariate Gaussian with correlation 0.6
+    assert float(gaussian_tc(z)) == pytest.approx(true, abs=0.02)
+    assert float(gaussian_tc(torch.randn(20000, 3, generator=g))) == pytest.approx(0.0, abs=2e-3)
+    with pytest.raises(ValueError, match=r"gaussian_tc needs n x D codes with n > D, got \(3, 3\)"):
+        gaussian_tc(torch.zeros(3, 3))
+    mu, logvar = torch.randn(50, 4, generator=g, dtype=torch.float64), torch.full((50, 4), -1.0, dtype=torch.float64)
+    zz = mu + 0.6 * torch.randn(50, 4, generator=g, dtype=torch.float64)
+    # all codes in one batch, chunked rows == the minibatch estimator with B = n
+    assert float(sample_total_correlation(zz, mu, logvar, 1000, chunk=7)) == pytest.approx(
+        float(total_correlation(zz, mu, logvar, 1000)), rel=1e-9)

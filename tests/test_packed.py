@@ -21,11 +21,11 @@ from conftest import TINY, nan_loss_from, patch_terms, squares
 BETAS = [(1.0, 0), (4.0, 3), (16.0, 7)]  # (beta, seed) of the three runs
 
 
-
-
 def cfg(out, **kw) -> RunConfig:
+    # float32: these tests compare a pack with runs alone to 1e-5 (bf16 packs: their own tests)
     base = dict(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3,
-                eval_images=16, log_every=2, checkpoint_every=3, device="cpu", out=str(out))
+                eval_images=16, log_every=2, checkpoint_every=3, device="cpu", precision="fp32",
+                out=str(out))
     return RunConfig(**{**base, **kw})
 
 
@@ -144,6 +144,45 @@ def test_a_diverging_run_fails_alone_with_batched_terms(tmp_path, monkeypatch):
     assert [r.summary["status"] for r in runs] == ["finished", "finished", "failed"]
     assert "loss became nan at step 4" in runs[2].summary["error"]
     assert runs[0].summary["steps"] == 6 and runs[2].summary["steps"] == 5
+
+
+@pytest.mark.parametrize("backend", ["loop", "vmap"])
+def test_a_diverged_run_is_no_longer_computed_and_the_others_equal_their_runs_alone(alone, tmp_path, monkeypatch,
+                                                                                     backend):
+    nan_loss_from(monkeypatch, beta=16.0, step=3)
+    cls = objectives.get("beta-vae")
+    diverging, computed = cls.terms, []
+
+    def terms(self, x, mu, logvar, z, logits, step):  # which run's terms were computed at which step
+        if torch.is_grad_enabled():
+            computed.append((self.hparams["beta"], step))
+        return diverging(self, x, mu, logvar, z, logits, step)
+
+    monkeypatch.setattr(cls, "terms", terms)
+    runs = train_packed([bvae(tmp_path, "p", b, s) for b, s in BETAS], progress=False, backend=backend)
+    # NaN from step 4 (index 3), found at the check after step 5: its steps 6.. are never computed
+    assert sorted(st for b, st in computed if b == 16.0) == [0, 1, 2, 3, 4]
+    for beta, _ in BETAS[:2]:
+        assert sorted(st for b, st in computed if b == beta) == list(range(6))
+    for run, ref in zip(runs[:2], alone[:2]):  # the others: the same numbers as alone
+        assert run.summary["status"] == "finished" and run.summary["steps"] == 6
+        assert_close_runs(run.dir, ref)
+    failed = json.loads((runs[2].dir / "summary.json").read_text())  # its folder says why it stopped
+    assert failed["status"] == "failed" and failed["steps"] == 5
+    assert failed["error"].startswith("FloatingPointError: loss became nan at step 4; the last good checkpoint "
+                                      "(step 3) is kept in")
+    assert checkpoint.load_state(checkpoint.find(runs[2].dir))["step"] == 3
+    assert [r["step"] for r in rows(runs[2].dir)][-1] == 3  # nothing logged after its last good step
+
+
+def test_a_lone_run_in_train_packed_takes_the_fast_path(tmp_path, monkeypatch):
+    """K = 1 with backend "auto": no stacking (PackedStep is never built), same run as train()."""
+    from untwine.train import loop
+
+    monkeypatch.setattr(loop, "PackedStep", lambda *a: pytest.fail("a lone run must not be stacked"))
+    run, = train_packed([bvae(tmp_path, "p", *BETAS[0], steps=3)], progress=False)
+    ref = train(bvae(tmp_path, "u", *BETAS[0], steps=3), progress=False)
+    assert_close_runs(run.dir, ref.dir, atol=0)
 
 
 def rows(run_dir) -> list[dict]:

@@ -14,7 +14,7 @@ from untwine.data import registry
 from untwine.report.tables import Stat, beta_table, failures_table, gamma_table, suite_table
 from untwine.studies import parse_study, sweep
 
-sweep_mod = importlib.import_module("untwine.studies.sweep")
+sweep_mod = importlib.import_module("untwine.studies.execute")  # where runs are executed
 
 STUDY = """
 [study]
@@ -41,6 +41,22 @@ name = "factor-vae"
 grid = { gamma = [10, 1000] }
 [report]
 title = "Toy report"
+[[reference]]
+name = "pub-1"
+title = "Table 1"
+citation = "A. Author, 2024"
+dataset = "toy"
+model = "beta-vae"
+hparam = "beta"
+columns = [{ name = "rec", ours = "val_rec", units = "nats" }]
+rows = [[1, 100.0], [4, 200.0]]
+[[claim]]
+name = "best-mig"
+title = "best MIG"
+citation = "A. Author, 2024"
+dataset = "toy"
+metric = "mig"
+value = 0.5
 """
 
 
@@ -130,14 +146,118 @@ def test_report_html(toy_sweep):
         assert f">{table}</h3>" in html, table
     assert "toy/factor-vae/gamma=1000/seed=0" in html and "FloatingPointError: loss is NaN at step 2" in html
     assert "MIG untrained" in html and "torch" in html and "training wall time" in html
+    assert "Published numbers beside ours" in html and "Table 1 — published vs ours" in html
+    assert "best MIG (toy, any model): theirs 0.500; ours " in html
 
 
 def test_report_files(toy_sweep):
     tables = sorted(p.name for p in (toy_sweep / "tables").iterdir())
-    assert tables == sorted(f"{k}.{e}" for k in ("beta", "gamma", "suite", "failures", "learning") for e in ("csv", "md"))
+    keys = ("beta", "gamma", "suite", "failures", "learning", "reference_pub-1")
+    assert tables == sorted(f"{k}.{e}" for k in keys for e in ("csv", "md"))
     assert len(list((toy_sweep / "figures").glob("*.png"))) >= 5
     assert (toy_sweep / "results.csv").read_text().count("\n") == 5
 
 
 def test_report_needs_a_sweep_folder(tmp_path):
     assert cli_main(["report", str(tmp_path)]) == 2
+
+
+# ------------------------------------------------------------------ published numbers beside ours
+REF_STUDY = """
+[study]
+name = "refs"
+datasets = ["dsprites"]
+[[models]]
+name = "factor-vae"
+grid = { gamma = [1, 2, 4, 8] }
+[train]
+steps = 100
+[[reference]]
+name = "t2"
+title = "Table 2"
+citation = "Slides"
+dataset = "dsprites"
+model = "factor-vae"
+hparam = "gamma"
+protocol = "steps not stated"
+notes = ["their rec may not be a sum over pixels"]
+columns = [{ name = "rec", ours = "val_rec" }, { name = "TC", ours = "val_tc_batch", units = "nats" }]
+rows = [[1, 30.0, 5.0], [2, 40.0, 2.5], [4, 45.0, 1.0], [64, 56.0, -0.2]]
+[[claim]]
+name = "mig"
+title = "best MIG"
+citation = "Slides"
+dataset = "dsprites"
+model = "factor-vae"
+metric = "mig"
+value = 0.22
+"""
+
+
+def _ref_rows():
+    rows = []
+    for g, rec, tc, mig in [(1, 20.0, 3.0, 0.1), (1, 22.0, 3.0, 0.3), (2, 25.0, 2.0, 0.15), (4, 30.0, 1.0, 0.12),
+                            (8, 31.0, 0.5, 0.05)]:
+        rows.append({"run": f"g{g}", "dataset": "dsprites", "model": "factor-vae", "gamma": float(g), "seed": 0,
+                     "status": "finished", "error": "", "val_rec": rec, "val_tc_batch": tc, "mig": mig})
+    return rows
+
+
+def test_reference_comparison_known_answers():
+    from untwine.report.reference import compare, comparisons, comparisons_markdown
+
+    study = parse_study(REF_STUDY)
+    c = compare(study.references[0], _ref_rows(), study)
+    assert c.table.columns == ["gamma", "seeds", "rec: ours", "rec: theirs", "rec: ours − theirs",
+                               "TC: ours", "TC: theirs", "TC: ours − theirs"]
+    text = [[c.table._text(x) for x in r] for r in c.table.rows]
+    assert text[0] == ["1", "2", "21.00 ± 1.41", "30.00", "-9", "3.00 ± 0.000", "5.00", "-2"]
+    assert text[3] == ["8", "1", "31.00", "", "", "0.500", "", ""]  # ours only
+    assert text[4] == ["64", "0", "", "56.00", "", "", "-0.200", ""]  # theirs only
+    # ours: rec rises (4 settings, +1), TC falls (-1), MIG 0.2, 0.15, 0.12, 0.05 falls (-1); theirs: rec +1, TC -1
+    assert c.trend == ("Spearman rank correlation with gamma (ours over 4 settings, theirs over 4): "
+                       "rec ours +1.00, theirs +1.00; TC ours -1.00, theirs -1.00; MIG ours -1.00, theirs not published.")
+    assert any(n.startswith("Units — rec: ours = Bernoulli negative log-likelihood summed over all pixels")
+               and n.endswith("theirs = not stated.") for n in c.notes)
+    assert any("discriminator's density-ratio estimate" in n for n in c.notes)
+    assert "Protocol — ours: steps 100; theirs: steps not stated." in " ".join(c.notes)
+    assert "No finished runs of ours for gamma = 64." in c.notes
+    assert c.notes[-1] == "their rec may not be a sum over pixels"
+    _, claims = comparisons(study, _ref_rows())
+    assert claims == ["best MIG (dsprites, factor-vae): theirs 0.220; ours 0.200 ± 0.141 (factor-vae, gamma=1, "
+                      "2 seeds) — not reached (-0.02). Source: Slides."]
+    md = comparisons_markdown(study, _ref_rows())
+    assert md.startswith("# refs: published numbers beside ours\n\n## Claims\n\n- best MIG")
+    assert "| gamma | seeds | rec: ours | rec: theirs |" in md and "**Trends.** Spearman" in md
+
+
+def test_report_cli_markdown_and_references_file(toy_sweep, tmp_path):
+    other = tmp_path / "refs.toml"
+    other.write_text(STUDY.replace('rows = [[1, 100.0], [4, 200.0]]', 'rows = [[1, 7.5]]'))
+    md = tmp_path / "published.md"
+    assert cli_main(["report", str(toy_sweep), "--no-figures", "--references", str(other),
+                     "--markdown", str(md), "--output", str(tmp_path / "r.html")]) == 0
+    text = md.read_text()
+    assert "| 1 | 1 |" in text and "7.50" in text and "200.0" not in text
+
+
+def test_latent_clusters_legend_names_categories():
+    """A categorical factor (dSprites' shape) gets a legend with its value names, not a colour bar."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from untwine import data as udata
+    from untwine.report import figures as F
+
+    fac = np.stack(np.meshgrid(np.arange(3), np.arange(4), indexing="ij"), -1).reshape(-1, 2)
+    imgs = np.zeros((len(fac), 8, 8), np.uint8)
+    ds = udata.from_arrays(imgs, fac, ["shape", "posX"], name="dsprites")
+    run = SimpleNamespace(summary={}, model=SimpleNamespace(latents=2),
+                          encode=lambda x: np.random.default_rng(0).normal(size=(len(x), 2)))
+    fig = F.latent_clusters([("m", run)], ds, 0, n=60)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["square", "ellipse", "heart"]
+    assert legend.get_title().get_text() == "shape"
+    fig2 = F.latent_clusters([("m", run)], ds, 1, n=60)  # posX: no names -> colour bar
+    assert not fig2.legends and len(fig2.axes) == 2
+    assert F.category_names(ds, 1) is None

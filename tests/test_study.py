@@ -118,7 +118,8 @@ def test_invalid_value_caught_when_expanding(tmp_path):
         s.runs(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["tiny", "seeds_slides", "paper_mnist", "locatello", "demo"])
+@pytest.mark.parametrize("name", ["tiny", "seeds_slides", "paper_mnist", "locatello", "demo", "seeds_slides_cpu",
+                                  "paper_mnist_cpu", "precision_check"])
 def test_shipped_studies_load(name):
     s = load_study(ROOT / "studies" / f"{name}.toml")
     runs = s.runs("/tmp/x")
@@ -147,3 +148,63 @@ def test_studies_ship_inside_the_package(name):
 def test_metric_aliases_normalised():
     s = parse_study(BASE.replace('metrics = ["mig"]', 'metrics = ["mig", "beta_vae_score", "dci_completeness", "dci"]'))
     assert s.metrics == ["mig", "beta_vae", "dci"]
+
+
+REF = BASE + '''
+[[reference]]
+name = "t1"
+citation = "A. Author (2024)"
+dataset = "mpi3d"
+model = "beta-vae"
+hparam = "beta"
+columns = [{ name = "rec", ours = "val_rec" }]
+rows = [[1, 10.0], [2, 20.0]]
+'''
+
+
+def test_reference_tables_parse():
+    s = parse_study(REF)
+    (r,) = s.references
+    assert (r.name, r.title, r.dataset, r.model, r.hparam) == ("t1", "t1", "mpi3d", "beta-vae", "beta")
+    assert r.rows == {1.0: [10.0], 2.0: [20.0]} and r.columns[0].ours == "val_rec" and s.claims == []
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('dataset = "mpi3d"\nmodel', 'dataset = "dsprites"\nmodel',
+     r"reference\[0\] \(t1\)\.dataset 'dsprites' is not in study\.datasets \(mpi3d\); add it there or remove the reference"),
+    ('model = "beta-vae"\nhparam = "beta"', 'model = "factor-vae"\nhparam = "beta"',
+     r"reference\[0\] \(t1\)\.model 'factor-vae' is not one of the study's \[\[models\]\] \(beta-vae, vae\)"),
+    ('hparam = "beta"', 'hparam = "gamma"', r"reference\[0\] \(t1\)\.hparam 'gamma' is not swept for beta-vae"),
+    ('ours = "val_rec"', 'ours = "recon"', r"reference\[0\] \(t1\)\.columns\[0\]\.ours 'recon' is not a results\.csv column"),
+    ("[2, 20.0]]", "[2]]", r"reference\[0\] \(t1\)\.rows\[1\] must be \[beta, then 1 number\(s\): rec\], got \[2\]"),
+    ("[2, 20.0]]", "[1, 20.0]]", r"reference\[0\] \(t1\)\.rows\[1\]: beta = 1 appears twice"),
+    ('citation = "A. Author (2024)"\n', '', r"reference\[0\] needs 'citation'"),
+    ('name = "t1"', 'name = "t 1"', r"name 't 1' may only hold letters, digits, '-' and '_'"),
+    ('rows =', 'colour = 1\nrows =', r"unknown key 'colour' in reference\[0\]; allowed: citation, columns"),
+])
+def test_reference_errors_name_the_key(old, new, message):
+    assert old in REF
+    with pytest.raises(StudyError, match=message):
+        parse_study(REF.replace(old, new))
+
+
+def test_claims_parse_and_errors():
+    claim = REF + '\n[[claim]]\nname = "best"\ncitation = "x"\ndataset = "mpi3d"\nmetric = "mig"\nvalue = 0.21\n'
+    (c,) = parse_study(claim).claims
+    assert (c.metric, c.value, c.statistic, c.model) == ("mig", 0.21, "max", "")
+    with pytest.raises(StudyError, match=r"claim\[0\] \(best\)\.statistic must be \"max\" or \"min\", got 'mean'"):
+        parse_study(claim + 'statistic = "mean"\n')
+    with pytest.raises(StudyError, match=r"claim\[0\]\.value must be a number, got 'high' \(str\)"):
+        parse_study(claim.replace("value = 0.21", 'value = "high"'))
+    with pytest.raises(StudyError, match="reference/claim name 't1' is used twice"):
+        parse_study(claim.replace('name = "best"', 'name = "t1"'))
+
+
+def test_slides_studies_carry_the_published_tables():
+    full = load_study(ROOT / "studies" / "seeds_slides.toml")
+    assert [r.name for r in full.references] == ["slides-01", "slides-02", "slides-03", "slides-04"]
+    assert full.references[1].rows[64.0] == [56.28, 16.29, -0.20, 0.45, 0.43]
+    assert [(c.dataset, c.value) for c in full.claims] == [("dsprites", 0.22), ("mpi3d", 0.21)]
+    cpu = load_study(ROOT / "studies" / "seeds_slides_cpu.toml")
+    assert [r.name for r in cpu.references] == ["slides-01", "slides-02"] and len(cpu.claims) == 1
+    assert cpu.references[0].rows[1.0] == [24.71, 27.29] and len(cpu.runs()) == 14

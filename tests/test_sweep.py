@@ -14,7 +14,7 @@ from untwine.data.custom import from_arrays
 from untwine.studies import load_study, parse_study, sweep
 import importlib
 
-sweep_mod = importlib.import_module("untwine.studies.sweep")
+sweep_mod = importlib.import_module("untwine.studies.execute")  # where runs are executed
 from untwine.studies.results import read_results, to_csv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from untwine.train import RunConfig, train
 
 from conftest import TINY, nan_loss_from
 
-sweep_mod = importlib.import_module("untwine.studies.sweep")
+sweep_mod = importlib.import_module("untwine.studies.execute")  # where runs are executed
 
 # 2 betas x 2 seeds of beta-VAE on the 128-image tiny dataset; 6 steps each.
 STUDY = f"""

@@ -83,7 +83,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
     ({"val_fraction": 0.0}, r"val_fraction must be in \(0, 1\)"),
     ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\), got 1.0"),
     ({"compile": "fast"}, r"unknown compile 'fast'; choose one of off, on, default, reduce-overhead"),
-    ({"precision": "fp16"}, r"unknown precision 'fp16'; choose one of fp32, bf16"),
+    ({"precision": "fp16"}, r"unknown precision 'fp16'; choose one of auto, fp32, bf16"),
 ])
 def test_config_validation_errors(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -195,7 +195,7 @@ def test_bf16_autocast_trains_with_float32_outputs_and_close_losses(tmp_path):
     from untwine.train.speed import AutocastForward
 
     kw = dict(steps=4, log_every=1, eval_every=1, latents=4)
-    fp32 = train(tiny(tmp_path / "a", **kw), progress=False)
+    fp32 = train(tiny(tmp_path / "a", precision="fp32", **kw), progress=False)
     bf16 = train(tiny(tmp_path / "b", precision="bf16", **kw), progress=False)
     a, b = _train_losses(fp32), _train_losses(bf16)
     assert len(a) == len(b) == 4
@@ -240,12 +240,19 @@ def test_compile_mode_per_device():
 
 
 def test_resume_may_change_compile_but_not_precision(tmp_path):
-    cfg = tiny(tmp_path, steps=2)
+    cfg = tiny(tmp_path, steps=2, precision="fp32")
     train(cfg, progress=False)
     with pytest.raises(ValueError, match=r"holds a run with precision='fp32', not 'bf16'"):
         train(tiny(tmp_path, steps=3, precision="bf16"), progress=False, resume=True)
-    run = train(tiny(tmp_path, steps=3, compile="default"), progress=False, resume=True)
+    run = train(tiny(tmp_path, steps=3, compile="default", precision="fp32"), progress=False, resume=True)
     assert run.summary["steps"] == 3 and run.summary["status"] == "finished"
+
+
+def test_resume_with_automatic_precision_and_threads_keeps_what_the_run_used(tmp_path):
+    train(tiny(tmp_path, steps=2, precision="bf16", threads=2), progress=False)
+    run = train(tiny(tmp_path, steps=3), progress=False, resume=True)  # precision="auto", threads=0
+    assert run.summary["status"] == "finished"
+    assert (run.config.precision, run.config.threads) == ("bf16", 2)  # not this process's 1 thread
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -255,3 +262,34 @@ def test_cuda_compiled_bf16_run_trains(tmp_path):
     losses = _train_losses(run)
     assert run.summary["status"] == "finished" and all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]
+
+
+# ---------------------------------------------------------------------- where a run resumes; threads
+def test_resume_point_is_where_train_continues(tmp_path):
+    from untwine.train import checkpoint
+    from untwine.train.resume import ResumePoint, resume_point
+
+    assert resume_point(tmp_path / "run", 4) == ResumePoint(None, 0, False)
+    train(tiny(tmp_path, steps=2, checkpoint_every=2), progress=False)
+    ckpt = checkpoint.find(tmp_path / "run")
+    assert resume_point(tmp_path / "run", 2) == ResumePoint(ckpt, 2, True)  # nothing left to train
+    assert resume_point(tmp_path / "run", 4) == ResumePoint(ckpt, 2, False)  # extended from step 2
+    with pytest.raises(ValueError, match=r"the checkpoint is at step 2, beyond steps=1"):
+        resume_point(tmp_path / "run", 1)
+    with pytest.raises(ValueError, match=r"the checkpoint is at step 2, beyond steps=1"):
+        train(tiny(tmp_path, steps=1), progress=False, resume=True)
+
+
+def test_threads_apply_while_training_and_are_restored(tmp_path, monkeypatch):
+    if "threads" not in RunConfig.__dataclass_fields__:
+        pytest.skip("RunConfig has no threads field yet")
+    cls = objectives.get("beta-vae")
+    orig, seen = cls.terms, []
+
+    def terms(self, *a):
+        seen.append(torch.get_num_threads())
+        return orig(self, *a)
+
+    monkeypatch.setattr(cls, "terms", terms)
+    train(tiny(tmp_path, steps=2, threads=2), progress=False)
+    assert set(seen) == {2} and torch.get_num_threads() == 1  # conftest runs tests on one thread

@@ -11,7 +11,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# `untwine.train` is the training subpackage, itself callable: untwine.train(config) -> Run.
+# `untwine.train` is the training subpackage, itself callable: untwine.train(config) -> Run;
+# so is `untwine.pretrained`: untwine.pretrained(NAME) -> Run of a shipped model.
 _LAZY = {
     "load_run": ("untwine.train", "load_run"),
     "RunConfig": ("untwine.train", "RunConfig"),
@@ -20,10 +21,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import untwine` stays fast (no torch until needed)
-    if name == "train":
+    if name in ("train", "pretrained"):
         import importlib
 
-        return importlib.import_module("untwine.train")
+        return importlib.import_module(f"untwine.{name}")
     if name in _LAZY:
         import importlib
 

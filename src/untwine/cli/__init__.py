@@ -19,14 +19,14 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, demo, evaluate, study, train
+    from . import data, demo, evaluate, explore, pretrained, study, train
 
     parser = argparse.ArgumentParser(
         prog="untwine", description="Learn and measure disentangled representations."
     )
     parser.add_argument("--version", action="version", version=f"untwine {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (data, train, evaluate, study, demo):
+    for mod in (data, train, evaluate, study, demo, pretrained, explore):
         mod.add(sub)
     return parser
 

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     shown = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "seed"}
     for k, v in shown.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
+    for k, why in result.get("skipped", {}).items():
+        print(f"{k:28s} skipped: {why}")
     print(f"wrote {out}")
     return 0
 

@@ -27,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="--backend ray: GPUs per run (per pack with --pack); a fraction shares a GPU, e.g. 0.25 "
                    "(default 0)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="runs in parallel (default: one per two CPU cores, 1 with a GPU)")
+                   help="runs in parallel (default: as many as the CPU cores hold at each run's threads, one per core for the default 1 thread per run; 1 with a GPU)")
     p.add_argument("--pack", type=int, default=1, metavar="K",
                    help="train up to K runs together as one batched model (default 1: one at a "
                    "time); only runs that share dataset, arch, latents, steps, batch size, lr, Adam "
@@ -43,6 +43,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="write DIR/report.html (tables + figures) for a sweep folder")
     r.add_argument("dir", help="sweep folder written by `untwine sweep`")
     r.add_argument("--output", default=None, help="HTML file to write (default DIR/report.html)")
+    r.add_argument("--references", default=None, metavar="STUDY.toml",
+                   help="take the published [[reference]]/[[claim]] numbers from this study file instead of "
+                   "the sweep's own copy (e.g. after adding them to the study file)")
+    r.add_argument("--markdown", default=None, metavar="FILE",
+                   help="also write the published numbers beside ours (tables, trends, notes) as Markdown")
+    r.add_argument("--no-figures", action="store_true", help="tables only (fast)")
     r.set_defaults(func=run_report)
 
 
@@ -94,6 +100,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
-    path = write_report(args.dir, output=args.output)
+    path = write_report(args.dir, output=args.output, figures=False if args.no_figures else None,
+                        references=args.references, markdown=args.markdown)
     print(f"report: {path}")
+    if args.markdown:
+        print(f"published numbers beside ours: {args.markdown}")
     return 0

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
+import struct
+import zipfile
+import zlib
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -127,3 +132,24 @@ def free_bytes(path: Path) -> int:
     while not p.exists():
         p = p.parent
     return shutil.disk_usage(p).free
+
+
+@contextmanager
+def reading(path: Path, fix: str) -> Iterator[None]:
+    """Turn any error of a damaged data file read inside the block (``BadZipFile``, ``zlib.error``,
+    an ``OSError`` from h5py or Pillow, a ``ValueError`` that does not name the file...) into a
+    ``ValueError`` naming ``path``, what went wrong and ``fix``. ``FileNotFoundError`` and
+    ``ValueError``s that already name the file pass through unchanged."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        if str(path) in str(e) or type(e).__name__ == "DiskFullError":
+            raise
+        raise ValueError(f"{path}: damaged or not the expected format ({e}). {fix}") from e
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError, IndexError,
+            RuntimeError, TypeError) as e:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ValueError(f"{path}: damaged or not the expected format ({type(e).__name__}: {e}). {fix}") from e

@@ -7,6 +7,7 @@ cache under the final name. ``.npy`` caches are memory-mapped on load.
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,8 @@ def partial_path(path: Path) -> Path:
 def building(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; move it into place on success.
 
-    On any exception (Ctrl-C included) the partial file is removed and the error propagates.
+    On any exception (Ctrl-C included) the partial file is removed and the error propagates; a full
+    disk becomes :class:`~untwine.train.files.DiskFullError` saying so.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -33,9 +35,17 @@ def building(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         if tmp.exists():
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            from ..train.files import DiskFullError
+
+            kept = f"the previous {final.name} is intact" if final.exists() else "nothing was written"
+            raise DiskFullError(
+                f"no space left on the device while writing the cache {final}; {kept}. Free some disk "
+                "space (or point $UNTWINE_CACHE at a bigger disk), then run the same command again"
+            ) from e
         raise
 
 
@@ -49,7 +59,12 @@ def load_npy(
 ) -> np.ndarray:
     """Memory-map a finished ``.npy`` cache, checking shape/dtype; a mismatch raises ``ValueError``
     telling the user to delete the file (it will be rebuilt)."""
-    arr = np.load(path, mmap_mode="r")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:  # truncated or overwritten
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"cache {path} is damaged ({e}); delete it and it will be rebuilt") from None
     if (shape is not None and tuple(arr.shape) != tuple(shape)) or (
         dtype is not None and arr.dtype != np.dtype(dtype)
     ):

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import _files
 from .protocol import GroundTruthData
 
 
@@ -98,7 +99,7 @@ def from_folder(
             f"labels file {csv_path} does not exist; write a CSV with a header file,<factor>,... "
             "and one row per image"
         )
-    with open(csv_path, newline="") as fh:
+    with _files.reading(csv_path, "Write it as UTF-8 CSV text"), open(csv_path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     if not rows or len(rows[0]) < 2 or rows[0][0].strip().lower() != "file":
         raise ValueError(f"{csv_path}: the header must be file,<factor1>,...; got {rows[0] if rows else 'nothing'}")
@@ -126,8 +127,8 @@ def from_folder(
             with Image.open(path) as im:
                 im.load()
                 pics.append(im.copy())
-        except OSError as e:
-            raise ValueError(f"{path}: not an image Pillow can read ({e})") from e
+        except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for damaged files
+            raise ValueError(f"{path}: not an image Pillow can read ({type(e).__name__}: {e})") from e
     grey = all(p.mode in ("1", "L", "LA") for p in pics)
     mode = "L" if grey else "RGB"
     arr = np.stack(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -296,9 +297,11 @@ def read_official(path: Path, *, n: int = N_IMAGES, md5: str | None = OFFICIAL_M
         verify_md5(path, md5)
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e}). Delete it and {_FIX}") from e
-    with z:
+    with z, _files.reading(path, f"Delete it and {_FIX}"):
         missing = [k for k in OFFICIAL_KEYS if k not in z.files]
         if missing:
             raise ValueError(

@@ -18,6 +18,7 @@ Images are served at 64x64 by bilinear upsampling (``torch.nn.functional.interpo
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: cannot read ({e}); the file is damaged, download it again") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(
@@ -63,6 +64,8 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     nd = raw[3]
     if ndim is not None and nd != ndim:
         raise ValueError(f"{path}: IDX file has {nd} dimensions, expected {ndim}")
+    if len(raw) < 4 + 4 * nd:
+        raise ValueError(f"{path}: IDX header cut short ({len(raw)} bytes); the file is truncated, download it again")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=nd, offset=4))
     body = 4 + 4 * nd
     if len(raw) - body != int(np.prod(shape)):

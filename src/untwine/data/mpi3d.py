@@ -137,26 +137,8 @@ def load_official(
             raise ValueError(f"cache {cache} has shape {arr.shape} / {arr.dtype}; delete it and it will be rebuilt")
         n = arr.shape[0]
     else:
-        stream = _NpyStream(src, "images")
-        try:
-            n = int(stream.shape[0])
-            if stream.dtype != np.uint8 or tuple(stream.shape[1:]) != (64, 64, 3):
-                raise ValueError(
-                    f"{src}: 'images' has shape {stream.shape} / {stream.dtype}; expected N x 64 x 64 x 3 uint8"
-                )
-            if factor_sizes is None:
-                factor_sizes_for(n, src)
-
-            def fill(out: np.ndarray) -> None:
-                with tqdm(total=n, unit="img", desc=f"mpi3d {variant} -> cache", disable=None) as bar:
-                    for start in range(0, n, CHUNK):
-                        rows = min(CHUNK, n - start)
-                        out[start : start + rows] = stream.read(rows).transpose(0, 3, 1, 2)
-                        bar.update(rows)
-
-            arr = _files.ensure_npy(cache, (n, 3, 64, 64), "uint8", fill, force=force)
-        finally:
-            stream.close()
+        with _files.reading(src, _fix(variant)):
+            arr, n = _convert(src, cache, factor_sizes, force, variant)
     sizes = tuple(int(s) for s in factor_sizes) if factor_sizes is not None else factor_sizes_for(n, cache)
     if math.prod(sizes) != n:
         raise ValueError(f"mpi3d: factor_sizes {list(sizes)} multiply to {math.prod(sizes)}, but the file has {n} images")
@@ -166,6 +148,32 @@ def load_official(
     )
     data.files = {"source": src, "cache": cache}  # type: ignore[attr-defined]
     return data
+
+
+def _convert(src: Path, cache: Path, factor_sizes: Sequence[int] | None, force: bool,
+             variant: str) -> tuple[np.ndarray, int]:
+    """Convert the official ``.npz`` ``src`` to the ``N x 3 x 64 x 64`` cache; (cache, N)."""
+    stream = _NpyStream(src, "images")
+    try:
+        n = int(stream.shape[0])
+        if stream.dtype != np.uint8 or tuple(stream.shape[1:]) != (64, 64, 3):
+            raise ValueError(
+                f"{src}: 'images' has shape {stream.shape} / {stream.dtype}; expected N x 64 x 64 x 3 uint8"
+            )
+        if factor_sizes is None:
+            factor_sizes_for(n, src)
+
+        def fill(out: np.ndarray) -> None:
+            with tqdm(total=n, unit="img", desc=f"mpi3d {variant} -> cache", disable=None) as bar:
+                for start in range(0, n, CHUNK):
+                    rows = min(CHUNK, n - start)
+                    out[start : start + rows] = stream.read(rows).transpose(0, 3, 1, 2)
+                    bar.update(rows)
+
+        arr = _files.ensure_npy(cache, (n, 3, 64, 64), "uint8", fill, force=force)
+    finally:
+        stream.close()
+    return arr, n
 
 
 def download(variant: str = "toy", root: str | Path | None = None) -> Path:

@@ -76,7 +76,7 @@ def load_official(
     else:
         import h5py
 
-        with h5py.File(src, "r") as h5:
+        with _files.reading(src, f"Delete it and {_FIX}"), h5py.File(src, "r") as h5:
             for key in ("images", "labels"):
                 if key not in h5:
                     raise ValueError(f"{src}: no dataset {key!r} (it holds {sorted(h5)}); not a 3dshapes file")

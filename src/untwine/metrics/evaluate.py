@@ -38,6 +38,20 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+# Metrics (and result keys) that need at least two factors: the beta-VAE and FactorVAE scores
+# classify *which* factor was fixed, modularity and DCI disentanglement normalise by K - 1 / log K.
+NEEDS_TWO_FACTORS = ("beta_vae", "factor_vae", "modularity", "dci_disentanglement")
+
+
+def not_applicable(name: str, data: Any) -> str | None:
+    """Why metric (or result key) ``name`` does not apply to ``data``, in one line; ``None`` if it does."""
+    k = int(data.num_factors)
+    if name in NEEDS_TWO_FACTORS and k < 2:
+        label = getattr(data, "name", None) or type(data).__name__
+        return f"needs >= 2 factors; {label} has {k}"
+    return None
+
+
 def resolve_sizes(sizes: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
     """Merge overrides into :data:`DEFAULT_SIZES`.
 
@@ -134,12 +148,18 @@ def evaluate(
         (eval accuracy), ``beta_vae_train``, ``factor_vae_score`` (eval accuracy),
         ``factor_vae_train``, ``factor_vae_active_dims``, ``gaussian_tc`` (nats) for the selected
         metrics, plus ``timings_s`` (seconds per metric, ``encode`` for the shared pool),
-        ``seed`` and ``sizes``.
+        ``seed`` and ``sizes``. A metric that does not apply to ``data`` (see
+        :func:`not_applicable`: the beta-VAE and FactorVAE scores, modularity and DCI
+        disentanglement need >= 2 factors) is left out and ``skipped`` maps its name to the reason,
+        e.g. ``{"beta_vae": "needs >= 2 factors; mnist has 1"}``; the rest are computed.
     """
     check_data(data)
     encode = _encoder(run_or_encoder)
     names = _parse_metrics(metrics)
     sz = resolve_sizes(sizes)
+    skipped = {n: why for n in NEEDS_TWO_FACTORS if (why := not_applicable(n, data))
+               and (n in names or (n == "dci_disentanglement" and "dci" in names))}
+    names = [n for n in names if n not in ("beta_vae", "factor_vae") or n not in skipped]
     if code_table not in ("auto", True, False):
         raise ValueError(f"code_table must be 'auto', True or False, got {code_table!r}")
     use_table = bool(code_table) and supports_table(data)
@@ -188,12 +208,14 @@ def evaluate(
                     out["sap"] = sap(*args, n_jobs=n_jobs)["sap"]
                 elif name == "modularity":
                     r = modularity_explicitness(*args, n_jobs=n_jobs)
-                    out["modularity"] = r["modularity"]
+                    if "modularity" not in skipped:
+                        out["modularity"] = r["modularity"]
                     out["explicitness"] = r["explicitness_test"]
                     out["explicitness_train"] = r["explicitness_train"]
                 else:
                     r = dci(*args, n_jobs=n_jobs, backend=dci_backend)
-                    out["dci_disentanglement"] = r["disentanglement"]
+                    if "dci_disentanglement" not in skipped:
+                        out["dci_disentanglement"] = r["disentanglement"]
                     out["dci_completeness"] = r["completeness"]
                     out["dci_informativeness"] = r["informativeness_test"]
                     out["dci_informativeness_train"] = r["informativeness_train"]
@@ -210,6 +232,8 @@ def evaluate(
             bar.update(1)
     finally:
         bar.close()
+    if skipped:
+        out["skipped"] = skipped
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     out["seed"] = int(seed)
     out["sizes"] = {m: sz[m] for m in names}

@@ -21,6 +21,7 @@ class AnnealedVAE(Objective):
 
     name = "annealed-vae"
     random_terms = False
+    batched_terms = True  # terms_packed below: one set of kernels for K runs
     uses_step = True  # the capacity schedule
     params = {"gamma": 1000.0, "c_max": 25.0, "anneal_steps": 100000.0}
 

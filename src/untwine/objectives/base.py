@@ -52,7 +52,10 @@ class Objective(nn.Module):
     (FactorVAE's discriminator) set ``has_extra_step = True`` and implement :meth:`extra_step`,
     which trains them for one step with their own optimizer ``extra_optimizer``.
     ``random_terms`` says whether ``terms`` may draw from the global torch RNG in training
-    (``train_packed`` then swaps the run's own RNG in around it); the built-ins set it False.
+    (a pack then swaps the run's own RNG in around it); the built-ins set it False.
+    ``batched_terms`` says whether the class overrides :meth:`terms_packed` with batched
+    arithmetic; a pack of runs of one such class (with ``random_terms`` false) computes all K
+    runs' terms in one call, otherwise it calls each run's ``terms``.
     ``uses_step`` says whether ``terms`` depends on ``step`` (a compiled training step then leaves
     ``terms`` out of the compiled graph, which would otherwise be specialised to one step).
     """
@@ -61,6 +64,7 @@ class Objective(nn.Module):
     params: ClassVar[dict[str, float]] = {}
     has_extra_step: ClassVar[bool] = False
     random_terms: ClassVar[bool] = True
+    batched_terms: ClassVar[bool] = False
     uses_step: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
 
@@ -106,14 +110,14 @@ class Objective(nn.Module):
         logits: torch.Tensor,
         step: int,
     ) -> dict[str, torch.Tensor]:
-        """The terms of K runs of this objective at once (``train_packed``): every input has a
+        """The terms of K runs of this objective at once (a pack): every input has a
         leading ``K`` axis (``x: K x B x C x H x W``, ``mu: K x B x D``...), ``objectives[k]`` is run
         ``k``'s objective (this class, its own hyperparameters), and each returned term is stacked
         over the runs (``loss: K``). Must equal :meth:`terms` run by run up to float rounding.
 
-        Default: :meth:`terms` run by run (the reference; ``train_packed`` then calls ``terms``
-        itself). Objectives override it with batched arithmetic (one set of kernels for all K
-        runs, which is what makes a pack fast on a GPU); ``train_packed`` uses an override when
+        Default: :meth:`terms` run by run (the reference; a pack then calls ``terms`` itself).
+        Objectives override it with batched arithmetic (one set of kernels for all K runs, which
+        is what makes a pack fast on a GPU) and set ``batched_terms = True``; a pack uses it when
         ``random_terms`` is false (it does not swap RNGs around it)."""
         per_run = [
             o.terms(*args, step)

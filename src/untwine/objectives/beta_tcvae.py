@@ -27,6 +27,7 @@ class BetaTCVAE(Objective):
 
     name = "beta-tcvae"
     random_terms = False
+    batched_terms = True  # terms_packed below: one set of kernels for K runs
     params = {"beta": 6.0, "stratified": 0.0}
     min_batch_size = 2
 

@@ -14,6 +14,7 @@ class BetaVAE(Objective):
 
     name = "beta-vae"
     random_terms = False
+    batched_terms = True  # terms_packed below: one set of kernels for K runs
     params = {"beta": 4.0}
 
     def validate(self) -> None:

@@ -27,6 +27,7 @@ class _DIPVAE(Objective):
 
     min_batch_size = 2  # a covariance needs two codes
     random_terms = False
+    batched_terms = True  # terms_packed below: one set of kernels for K runs
 
     def cov(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """``... x B x D`` codes' posteriors -> ``... x D x D``."""

@@ -14,6 +14,7 @@ class VAE(Objective):
 
     name = "vae"
     random_terms = False
+    batched_terms = True  # terms_packed below: one set of kernels for K runs
 
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)

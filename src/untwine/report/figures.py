@@ -330,29 +330,69 @@ def pick_factor(data: Any, preferred: str | None = None) -> int:
     return 0
 
 
+def category_names(data: Any, factor: int) -> list[str] | None:
+    """Names of a categorical factor's values (dSprites shape, MNIST digit), else ``None``.
+
+    A dataset may carry ``factor_value_names`` (``{factor name: [names]}``); otherwise the known
+    categorical factors below are used."""
+    name = data.factor_names[factor]
+    given = (getattr(data, "factor_value_names", None) or {}).get(name)
+    if given:
+        return [str(v) for v in given]
+    known = KNOWN_CATEGORIES.get((getattr(data, "name", ""), name))
+    return list(known) if known and len(known) == data.factor_sizes[factor] else None
+
+
+# (dataset, factor) -> value names, in factor-index order.
+KNOWN_CATEGORIES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("dsprites", "shape"): ("square", "ellipse", "heart"),
+    ("mnist", "digit"): tuple(str(d) for d in range(10)),
+}
+
+
 def latent_clusters(runs: Sequence[tuple[str, Any]], data: Any, factor: int, n: int = 1500,
                     seed: int = 0) -> Figure:
     """Per run: a scatter of the two highest-KL latents' mean codes of ``n`` images, coloured by
-    one factor."""
+    one factor: a legend of category names for a categorical factor (dSprites shape, MNIST
+    digit), else a colour bar."""
     f, x = data.sample(n, np.random.default_rng(seed))
     f = np.asarray(f)
     fig, axes = _axes(len(runs), ncols=3, w=3.8, h=3.4)
     size = data.factor_sizes[factor]
+    cats = category_names(data, factor)
     cmap = "tab10" if size <= 10 else "viridis"
+    sc = None
     for ax, (label, run) in zip(axes, runs):
         z = run.encode(x)
         a, b = latent_order(run, z)[:2]
-        sc = ax.scatter(z[:, a], z[:, b], c=f[:, factor], cmap=cmap, s=5, alpha=0.7,
-                        vmin=-0.5 if size <= 10 else None, vmax=(size - 0.5) if size <= 10 else None)
+        if cats is not None:
+            colours = plt_colormap("tab10" if size <= 10 else "tab20")
+            for v, cat in enumerate(cats):
+                m = f[:, factor] == v
+                ax.scatter(z[m, a], z[m, b], color=colours(v % colours.N), s=5, alpha=0.7, label=cat)
+        else:
+            sc = ax.scatter(z[:, a], z[:, b], c=f[:, factor], cmap=cmap, s=5, alpha=0.7,
+                            vmin=-0.5 if size <= 10 else None, vmax=(size - 0.5) if size <= 10 else None)
         ax.set_xlabel(f"z{a}")
         ax.set_ylabel(f"z{b}")
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
-    cb = fig.colorbar(sc, ax=axes, shrink=0.8)
-    cb.set_label(data.factor_names[factor])
+    if cats is not None:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, title=data.factor_names[factor], loc="outside right center",
+                   markerscale=3, frameon=False)
+    elif sc is not None:
+        cb = fig.colorbar(sc, ax=axes, shrink=0.8)
+        cb.set_label(data.factor_names[factor])
     fig.suptitle(f"latent clusters: the two highest-KL latents, coloured by {data.factor_names[factor]}",
                  fontsize=11)
     return fig
+
+
+def plt_colormap(name: str) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps[name]
 
 
 def beta_vae_score_construction(run: Any, data: Any, label: str, pairs: int = 256, show: int = 4,

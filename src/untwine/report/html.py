@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ..studies.results import collect
 from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
+from . import reference as R
 from . import tables as T
 from .tables import Stat, Table, fmt
 
@@ -44,6 +45,9 @@ class Report:
     notes: list[str] = field(default_factory=list)  # problems drawing figures etc.
     learning: Table | None = None
     headline: list[str] = field(default_factory=list)
+    references: list[R.Comparison] = field(default_factory=list)  # published tables beside ours
+    claims: list[str] = field(default_factory=list)  # one line per published scalar
+    skipped: list[str] = field(default_factory=list)  # metrics that did not apply, with the reason
 
 
 def _read_json(path: Path) -> Any:
@@ -324,8 +328,9 @@ def render(rep: Report) -> str:
     ]
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="sub">untwine report for <code>{html.escape(str(rep.root))}</code></p>']
-    nav = [("settings", "Settings"), ("learning", "Learning check"), ("tables", "Tables"),
-           ("figures", "Figures"), ("failures", "Failures"), ("environment", "Environment")]
+    nav = [("settings", "Settings"), ("learning", "Learning check"), ("tables", "Tables")]
+    nav += [("published", "Published numbers")] if rep.references or rep.claims else []
+    nav += [("figures", "Figures"), ("failures", "Failures"), ("environment", "Environment")]
     parts.append("<nav>" + "".join(f'<a href="#{a}">{b}</a>' for a, b in nav) + "</nav>")
     if rep.headline:
         parts.append('<div class="headline"><ul>' + "".join(f"<li>{html.escape(h)}</li>" for h in rep.headline)
@@ -338,6 +343,20 @@ def render(rep: Report) -> str:
     parts.append('<h2 id="tables">Tables</h2>')
     shown = [t for t in rep.tables if t.key != "failures"]
     parts += [_table_html(t) for t in shown] or ["<p>No finished runs yet.</p>"]
+    parts.append(f"<p class=\"caption\">TC (nats): {html.escape(R.our_units('val_tc', ''))}. "
+                 f"TC batch: {html.escape(R.BATCH_TC_DEFAULT)}; for FactorVAE "
+                 f"{html.escape(R.BATCH_TC_UNITS['factor-vae'])}.</p>")
+    if rep.skipped:
+        parts.append("<p>Metrics that do not apply (skipped):</p><ul>"
+                     + "".join(f"<li>{html.escape(x)}</li>" for x in rep.skipped) + "</ul>")
+    if rep.references or rep.claims:
+        parts.append('<h2 id="published">Published numbers beside ours</h2>')
+        if rep.claims:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in rep.claims) + "</ul>")
+        for c in rep.references:
+            parts.append(_table_html(c.table) + f"<p><b>Trends.</b> {html.escape(c.trend)}</p>"
+                         + '<ul class="caption">' + "".join(f"<li>{html.escape(n)}</li>" for n in c.notes)
+                         + "</ul>")
     parts.append('<h2 id="figures">Figures</h2>')
     if rep.figures:
         parts.append("<p>" + " · ".join(f'<a href="#f-{i}">{html.escape(f.title)}</a>'
@@ -369,25 +388,44 @@ $body
 """
 
 
-def build_report(root: str | Path, figures: bool | None = None) -> Report:
-    """Collect a sweep folder's results and build the tables and figures (no files written)."""
+def skipped_metrics(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """``"<dataset>: <metric>: <reason> (n runs)"`` for metrics a run's ``metrics.json`` skipped."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        for name, why in ((_read_json(root / r["run"] / "metrics.json") or {}).get("skipped") or {}).items():
+            key = (r["dataset"], name, str(why))
+            seen[key] = seen.get(key, 0) + 1
+    return [f"{ds}: {name}: {why} ({n} run{'s' if n != 1 else ''})" for (ds, name, why), n in seen.items()]
+
+
+def build_report(root: str | Path, figures: bool | None = None,
+                 references: str | Path | None = None) -> Report:
+    """Collect a sweep folder's results and build the tables and figures (no files written).
+    ``references``: a study file whose ``[[reference]]``/``[[claim]]`` entries to use instead of
+    those of the sweep's own study file."""
     r = Path(root)
-    study = load_sweep_study(r)
+    study = load_sweep_study(r, references)
     rows = collect(study, r)
     rep = Report(study, r, rows, tables=T.all_tables(rows))
+    rep.references, rep.claims = R.comparisons(study, rows)
+    rep.skipped = skipped_metrics(r, rows)
     learning_check(rep)
     if figures if figures is not None else study.report.get("figures", True):
         draw_figures(rep)
     return rep
 
 
-def write_report(root: str | Path, output: str | Path | None = None, figures: bool | None = None) -> Path:
+def write_report(root: str | Path, output: str | Path | None = None, figures: bool | None = None,
+                 references: str | Path | None = None, markdown: str | Path | None = None) -> Path:
     """Write ``root/report.html`` (or ``output``), ``root/tables/*.csv|md`` and ``root/figures/*.png``;
-    return the HTML path."""
-    rep = build_report(root, figures)
+    with ``markdown``, also the published numbers beside ours as one Markdown file there
+    (:func:`untwine.report.reference.comparisons_markdown`). Returns the HTML path."""
+    rep = build_report(root, figures, references)
     r = Path(root)
+    if markdown is not None:
+        Path(markdown).write_text(R.comparisons_markdown(rep.study, rep.rows), encoding="utf-8")
     (r / "tables").mkdir(exist_ok=True)
-    for t in rep.tables + ([rep.learning] if rep.learning else []):
+    for t in rep.tables + ([rep.learning] if rep.learning else []) + [c.table for c in rep.references]:
         (r / "tables" / f"{t.key}.csv").write_text(t.to_csv(), encoding="utf-8")
         (r / "tables" / f"{t.key}.md").write_text(t.to_markdown(), encoding="utf-8")
     if rep.figures:

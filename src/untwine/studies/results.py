@@ -4,34 +4,44 @@
 determine (settings, status, final validation losses, metrics): no timings, paths or dates, and
 floats written with 6 significant digits, so two backends' files can be compared byte for byte.
 Columns: ``run, dataset, model, <hyperparameters>, seed, status, error, val_<term>..., <metric>...``.
+``val_tc`` is the Gaussian TC of the validation codes (never negative), ``val_tc_batch`` the
+objective's own or minibatch TC estimate (FactorVAE: its discriminator's), see
+:func:`validation_terms`.
+``status`` is ``finished``, ``failed``, ``incomplete``, ``missing`` or ``damaged`` (a file of the
+run folder is damaged: ``error`` names it and the fix).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..train import files
+from ..train.files import RunFolderError
 from .study import Study, format_value
 
 # Preferred column orders; anything else follows alphabetically.
-VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "d_real", "d_perm", "d_loss"]
+VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "tc_batch", "d_real", "d_perm", "d_loss"]
 METRIC_ORDER = [
     "mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
     "dci_informativeness", "sap", "modularity", "explicitness", "gaussian_tc",
 ]
-SKIP_METRIC_KEYS = {"timings_s", "sizes", "seed", "metrics", "encoder", "dci_backend", "code_table"}
+SKIP_METRIC_KEYS = {"timings_s", "sizes", "seed", "metrics", "encoder", "dci_backend", "code_table", "skipped"}
 FIXED = ["run", "dataset", "model"]
 
 
-def _read_json(path: Path) -> Any:
+def _read(reader: Any, path: Path, damage: list[str]) -> Any:
+    """``reader(path)`` (None if missing); damage is appended to ``damage`` (the row's error)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        return reader(path)
+    except FileNotFoundError:
+        return None
+    except RunFolderError as e:
+        damage.append(str(e))
         return None
 
 
@@ -57,6 +67,16 @@ def metric_values(metrics_json: Any) -> dict[str, float]:
     return _scalars({k: v for k, v in metrics_json.items() if k not in SKIP_METRIC_KEYS})
 
 
+def validation_terms(val: Any) -> dict[str, float]:
+    """A summary's final validation terms. ``tc`` is the Gaussian TC of all validation codes and
+    ``tc_batch`` the objective's own / minibatch estimate (see ``docs/objectives.md``); runs written
+    before ``tc_batch`` existed logged only the latter, as ``tc``: it is reported as ``tc_batch``."""
+    terms = _scalars(val)
+    if "tc" in terms and "tc_batch" not in terms:
+        terms["tc_batch"] = terms.pop("tc")
+    return terms
+
+
 def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str, Any]:
     """One results row (values unformatted: floats, ints, strings)."""
     d = root / name
@@ -64,10 +84,14 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
     for hp in study.hparam_names():
         row[hp] = kw["hparams"].get(hp)
     row["seed"] = kw["seed"]
-    summary = _read_json(d / "summary.json") or {}
-    metrics = _read_json(d / "metrics.json")
-    failed = _read_json(d / "failed.json")
-    if failed is not None:
+    damage: list[str] = []
+    summary = _read(files.read_summary, d / "summary.json", damage) or {}
+    metrics = _read(files.read_metrics_json, d / "metrics.json", damage)
+    failed = _read(files.read_failed_json, d / "failed.json", damage)
+    if damage:
+        row["status"] = "damaged"
+        row["error"] = damage[0].splitlines()[0]
+    elif failed is not None:
         row["status"] = "failed"
         row["error"] = f"{failed.get('stage', '')}: {failed.get('error', '')}".splitlines()[0]
     elif summary.get("status") == "finished" and metrics is not None:
@@ -76,7 +100,7 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
     else:
         row["status"] = "missing" if not summary else "incomplete"
         row["error"] = ""
-    for k, v in _scalars(summary.get("val")).items():
+    for k, v in validation_terms(summary.get("val")).items():
         row[f"val_{k}"] = v
     row.update(metric_values(metrics))
     return row
@@ -138,28 +162,41 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def write_results(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write ``results.csv`` atomically; returns its path."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".partial")
-    tmp.write_text(to_csv(rows), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    """Write ``results.csv`` atomically; returns its path. A full disk raises
+    :class:`~untwine.train.files.DiskFullError` and leaves the previous table intact."""
+    return files.write_text(path, to_csv(rows), kept="the previous results.csv (if any) is intact; "
+                            "`untwine sweep` writes it again from the run folders")
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read ``results.csv`` back: numbers as float (seed as int), empty cells as None."""
+    """Read ``results.csv`` back: numbers as float (seed as int), empty cells as None. Damage
+    raises :class:`~untwine.train.files.RunFolderError` naming the file and line."""
+    p = Path(path)
+    fix = f"delete {p}; `untwine sweep` with the same study and --out writes it again from the run folders"
+    text = files.read_text(p, fix)
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for rec in csv.DictReader(f):
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        if not reader.fieldnames or reader.fieldnames[:3] != FIXED or "seed" not in reader.fieldnames:
+            raise files.damaged(p, "its header is not run,dataset,model,...,seed,...", fix)
+        for rec in reader:
+            line = reader.line_num
+            if None in rec or None in rec.values():
+                raise files.damaged(p, f"line {line} does not have the header's {len(reader.fieldnames)} columns", fix)
             row: dict[str, Any] = {}
             for k, v in rec.items():
-                if k in ("run", "dataset", "model", "status", "error"):
-                    row[k] = v
-                elif k == "seed":
-                    row[k] = int(v)
-                else:
-                    row[k] = float(v) if v != "" else None
+                try:
+                    if k in ("run", "dataset", "model", "status", "error"):
+                        row[k] = v
+                    elif k == "seed":
+                        row[k] = int(v)
+                    else:
+                        row[k] = float(v) if v != "" else None
+                except ValueError:
+                    raise files.damaged(p, f"line {line}, column {k}: {v!r} is not a number", fix) from None
             rows.append(row)
+    except csv.Error as e:
+        raise files.damaged(p, f"not valid CSV ({e})", fix) from None
     return rows
 
 
@@ -171,17 +208,15 @@ def write_timings(study: Study, root: str | os.PathLike, path: str | os.PathLike
     w.writerow(["run", "status", "steps", "train_wall_s", "images_per_s", "eval_wall_s", "dir"])
     for name, _ in study.expand():
         d = r / name
-        s = _read_json(d / "summary.json") or {}
-        e = _read_json(d / "eval_time.json") or {}
+        s = _read(files.read_summary, d / "summary.json", []) or {}
+        e = _read(lambda q: files.read_json(q, f"delete {q}"), d / "eval_time.json", []) or {}
         status = "failed" if (d / "failed.json").is_file() else s.get("status", "missing")
         w.writerow([
             name, status, s.get("steps", ""),
             _num(s.get("wall_time_s")), _num(s.get("images_per_s")), _num(e.get("wall_time_s")),
             str(d.resolve()),
         ])
-    p = Path(path)
-    p.write_text(buf.getvalue(), encoding="utf-8")
-    return p
+    return files.write_text(path, buf.getvalue())
 
 
 def _num(v: Any) -> str:

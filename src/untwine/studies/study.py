@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .references import Claim, Reference, parse_references
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -69,6 +71,8 @@ class Study:
     description: str = ""
     path: Path | None = None
     text: str = ""  # the TOML source (copied into the sweep folder)
+    references: list[Reference] = field(default_factory=list)  # [[reference]]: published tables
+    claims: list[Claim] = field(default_factory=list)  # [[claim]]: published scalars (best MIG...)
 
     @property
     def metrics(self) -> list[str] | None:
@@ -100,7 +104,9 @@ class Study:
             for m in self.models:
                 for hp in m.settings():
                     for seed in self.seeds:
-                        kw = {**self.train, **m.train}
+                        # one torch thread per run unless the study says otherwise: the thread
+                        # count is part of what a run computes, so every backend gets the same one
+                        kw = {"threads": 1, **self.train, **m.train}
                         kw.update(dataset=ds, model=m.name, hparams=dict(hp), seed=int(seed))
                         out.append((run_name(ds, m.name, hp, seed), kw))
         return out
@@ -186,7 +192,7 @@ def parse_study(
             raise StudyError(f"{where}: cannot override section [{section}]")
         raw.setdefault(section, {}).update(values)
 
-    _keys(raw, {"study", "train", "eval", "models", "report"}, where, "top level")
+    _keys(raw, {"study", "train", "eval", "models", "report", "reference", "claim"}, where, "top level")
     if "study" not in raw:
         raise StudyError(f"{where}: missing [study] section (name, datasets, seeds)")
     st = _table(raw["study"], where, "[study]")
@@ -226,6 +232,7 @@ def parse_study(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise StudyError(f"{where}: several runs would share the folder {dupes[0]}; merge their grids")
+    refs, claims = study_references(raw, models, datasets, where)
 
     return Study(
         name=name,
@@ -238,7 +245,19 @@ def parse_study(
         description=st.get("description", ""),
         path=path,
         text=text,
+        references=refs,
+        claims=claims,
     )
+
+
+def study_references(raw: Mapping[str, Any], models: list[ModelGrid], datasets: list[str],
+                     where: str = "study") -> tuple[list[Reference], list[Claim]]:
+    """The ``[[reference]]`` tables and ``[[claim]]`` scalars of parsed study TOML ``raw``,
+    validated against the study's models, their grids and datasets (``StudyError`` otherwise)."""
+    grids: dict[str, list[str]] = {}
+    for m in models:
+        grids.setdefault(m.name, []).extend(k for k in m.grid if k not in grids.get(m.name, []))
+    return parse_references(dict(raw), grids, datasets, where, StudyError)
 
 
 def _model(m: Any, i: int, where: str) -> ModelGrid:
@@ -466,17 +485,42 @@ def study_from_dict(d: Mapping[str, Any], text: str = "", path: Path | None = No
     )
 
 
-def load_sweep_study(root: str | os.PathLike) -> Study:
-    """The study a sweep folder was run with (``study.json``; ``study.toml`` as a fallback)."""
+def with_references(study: Study, text: str, path: Path | None = None) -> Study:
+    """``study`` with the ``[[reference]]`` / ``[[claim]]`` entries of study TOML ``text``
+    (validated against ``study``); the rest of ``text`` is ignored."""
+    where = f"study {path}" if path else "study"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{where}: invalid TOML: {e}") from None
+    refs, claims = study_references(raw, study.models, study.datasets, where)
+    return dataclasses.replace(study, references=refs, claims=claims)
+
+
+def load_sweep_study(root: str | os.PathLike, references: str | os.PathLike | None = None) -> Study:
+    """The study a sweep folder was run with (``study.json``; ``study.toml`` as a fallback).
+
+    Published references come from the folder's ``study.toml``, or from the study file
+    ``references`` if given (e.g. a newer version of the study file that added them)."""
     import json
 
     r = Path(root)
     js, toml = r / "study.json", r / "study.toml"
     text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
     if js.is_file():
-        return study_from_dict(json.loads(js.read_text(encoding="utf-8")), text, toml)
-    if text:
-        return parse_study(text, path=toml)
+        study = study_from_dict(json.loads(js.read_text(encoding="utf-8")), text, toml)
+        study = with_references(study, text, toml) if text else study
+    elif text:
+        study = parse_study(text, path=toml)
+    else:
+        study = None
+    if study is not None and references is not None:
+        p = Path(references)
+        if not p.is_file():
+            raise FileNotFoundError(f"study file {p} not found (--references)")
+        study = with_references(study, p.read_text(encoding="utf-8"), p)
+    if study is not None:
+        return study
     raise FileNotFoundError(
         f"{r} is not a sweep folder (no study.json); run `untwine sweep STUDY.toml --out {r}` first"
     )

@@ -7,8 +7,7 @@ import sys
 import types
 
 from .config import RunConfig
-from .loop import train
-from .packed import train_packed
+from .loop import train, train_packed
 from .run import Run, load_run
 
 __all__ = ["Run", "RunConfig", "load_run", "train", "train_packed"]

@@ -25,10 +25,12 @@ else:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda")
 # "on": torch.compile's "reduce-overhead" mode (CUDA graphs) on CUDA, its "default" mode on CPU.
 COMPILE_MODES = ("off", "on", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 # Fields that may differ between a run and its resumption (how the step runs, not what it computes).
-RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "log_every", "device", "out", "compile"})
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "eval_every", "checkpoint_every", "log_every", "device", "out", "compile", "threads"}
+)
 
 
 @dataclass
@@ -46,7 +48,13 @@ class RunConfig:
     objectives that use the step or train networks of their own), and so their backward, through
     ``torch.compile``: ``"on"`` picks ``"reduce-overhead"`` (CUDA graphs) on CUDA and
     ``"default"`` on CPU, or name a ``torch.compile`` mode; the first steps pay the compilation. ``precision =
-    "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32).
+    "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32);
+    ``"auto"`` (the default) is resolved to ``"bf16"`` where the hardware computes bfloat16 natively
+    (:func:`untwine.train.speed.bf16_native`: CUDA with bf16 support, CPUs with AVX512-BF16 or AMX)
+    and ``"fp32"`` elsewhere; the resolved value is what ``config.json`` records.
+    ``threads``: torch intra-op threads for this run (results depend on it in the last float bits,
+    so it is recorded like the seed); ``0`` resolves to torch's default for this process
+    (``torch.get_num_threads()``: the physical cores, or ``OMP_NUM_THREADS``).
     """
 
     dataset: str = "dsprites"
@@ -70,7 +78,8 @@ class RunConfig:
     log_every: int = 100
     device: str = "auto"
     compile: str = "off"
-    precision: str = "fp32"
+    precision: str = "auto"
+    threads: int = 0
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +109,10 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "RunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a run's ``config.json``; damage raises ``RunFolderError`` naming the file."""
+        from .files import read_config
+
+        return read_config(path, cls.from_dict)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
@@ -134,8 +146,11 @@ class RunConfig:
     def resolved(self, *, check_dataset: bool = True) -> "RunConfig":
         """A validated copy with hyperparameters filled from the objective's ``params`` and the
         automatic (``None``) values chosen. Raises ``ValueError`` for any bad value."""
+        import torch
+
         from .. import objectives
         from ..models import ARCHITECTURES
+        from .speed import resolve_precision
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
@@ -148,6 +163,10 @@ class RunConfig:
             v = getattr(self, name)
             need(v is None or (isinstance(v, int) and v >= 1), f"{name} must be an integer >= 1, got {v!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(
+            isinstance(self.threads, int) and self.threads >= 0,
+            f"threads must be an integer >= 0 (0: torch's default), got {self.threads!r}",
+        )
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr!r}")
         for name in ("adam_beta1", "adam_beta2"):
             v = getattr(self, name)
@@ -174,8 +193,6 @@ class RunConfig:
             f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
         )
         if dev.startswith("cuda"):
-            import torch
-
             need(
                 torch.cuda.is_available(),
                 f"device {dev!r} requested but CUDA is not available; use --device cpu or auto",
@@ -212,6 +229,8 @@ class RunConfig:
         out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
         return dataclasses.replace(
             self,
+            precision=resolve_precision(self.precision, dev),
+            threads=self.threads or torch.get_num_threads(),
             model=cls.name,
             hparams=hparams,
             eval_every=eval_every,

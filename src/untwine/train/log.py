@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
+from . import files
+
 
 class RunningMeans:
     """Sums of scalar (or vector) tensors kept on the device: adding never syncs with the host.
@@ -151,33 +153,39 @@ def _clean(v: Any) -> Any:
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, ``{"step": ..., "split": ..., ...}``."""
+    """``metrics.jsonl``: one JSON object per line, ``{"step": ..., "split": ..., ...}``.
+
+    Reading drops a damaged last line (a crash mid-write) with a warning; other damage raises
+    :class:`~untwine.train.files.RunFolderError` naming the file and line."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+
+    def _lines(self) -> list[tuple[str, dict[str, Any]]]:
+        out = files.read_jsonl_lines(self.path)
+        for i, (_, row) in enumerate(out):
+            if not isinstance(row.get("step"), int) or not isinstance(row.get("split"), str):
+                raise files.damaged(self.path, f"row {i + 1} has no integer \"step\" and string \"split\"",
+                                    f"delete that line (or the whole file, losing the log but not the run)")
+        return out
 
     def truncate_after(self, step: int) -> None:
         """Drop lines logged after ``step`` (a resumed run re-logs them identically)."""
         if not self.path.exists():
             return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        keep = [ln for ln, row in self._lines() if row["step"] <= step]
         write_atomic(self.path, "".join(ln + "\n" for ln in keep))
 
     def write(self, step: int, split: str, values: dict[str, Any]) -> None:
-        row = {"step": step, "split": split, **_clean(values)}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        files.append_line(self.path, json.dumps({"step": step, "split": split, **_clean(values)}))
 
     def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+        return [row for _, row in self._lines()]
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``path`` atomically; a full disk raises ``DiskFullError`` (the old file is intact)."""
+    files.write_text(path, text)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -1,41 +1,48 @@
-"""The training loop: ``train(config) -> Run``. Read it top to bottom.
+"""The training loop, one for K >= 1 runs: ``train(config) -> Run`` and ``train_packed(configs)``.
 
-One step: draw a batch from the resident ``uint8`` images, ``model(x) -> (mu, logvar, z, logits)``,
-``objective.terms(...)["loss"]``, backward, Adam; objectives with their own networks then train
-them with ``extra_step(z.detach(), step)``. The loop never looks at the model's name.
+Read :func:`_fit` top to bottom. Before the loop a *step strategy* is chosen once:
 
-Host syncs happen only every ``log_every`` steps (NaN check + progress bar), at evaluations and at
-checkpoints; running means of every logged term stay on the device in between.
+* one run: :class:`SingleStep`, the fast path: the model itself (``channels_last`` for conv64,
+  ``torch.compile`` and CUDA graphs with ``compile``, bfloat16 autocast with ``precision``), no
+  stacking, no vmap;
+* K > 1 runs (or an explicit ``backend``): :class:`~untwine.train.packed.PackedStep`, the K
+  models batched as one.
 
-NaN policy: the summed loss of the last ``log_every`` steps is checked at every log step and
+One step either way: draw a batch from the resident ``uint8`` images, ``model(x) -> (mu,
+logvar, z, logits)``, ``objective.terms(...)["loss"]``, backward, Adam; objectives with their own
+networks then train them with ``extra_step(z.detach(), step)``; the step is booked in each run's
+:class:`~untwine.train.job.Job`. The loop never looks at the model's name.
+
+The rules below hold for every run, alone or in a pack, and are written once (here and in
+``Job``). Host syncs happen only every ``log_every`` steps (NaN check + progress bar), at
+evaluations and at checkpoints; running means stay on the device in between.
+NaN: each run's summed loss of its last ``log_every`` steps is checked at every log step and
 before every evaluation and checkpoint, so a non-finite loss is detected within ``log_every``
-steps, no checkpoint is ever written after it, and the run stops with ``FloatingPointError``
-naming the first bad step and the last good checkpoint (which is kept).
+steps and no checkpoint is written after it. That run then stops: ``summary.json`` says
+``failed`` with the ``FloatingPointError`` naming the first bad step and the last good checkpoint
+(which is kept), and it is no longer computed; the others carry on. ``train`` raises that error;
+``train_packed`` returns the failed run among the others.
+Ctrl-C: the current step finishes, every running run saves a checkpoint and says
+``interrupted``, and ``KeyboardInterrupt`` propagates. Any other error: every running run says
+``failed`` and the error propagates.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import signal
-import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from .. import __version__, objectives
-from ..data import BatchSampler, GroundTruthData, load, to_float, train_val_split
-from ..models import VAE
-from ..objectives import bernoulli_rec, kl_per_dim
+from ..data import GroundTruthData, load
 from . import checkpoint
-from .config import RESUMABLE_CHANGES, RunConfig
-from .log import MeansRow, MetricsLog, Progress, RunningMeans, to_python, write_json
-from .run import Run, load_run
-from .speed import compile_mode, compiled_step, model_forward, step_forward
+from .config import RunConfig
+from .job import Job, Opened, _logs, load_optimizer_state, make_adam, open_run
+from .log import Progress, to_python
+from .packed import BACKENDS, PackedStep, check_packable
+from .run import Run
+from .speed import compile_mode, compiled_step, model_forward, step_forward, torch_threads
 
 
 def train(
@@ -61,309 +68,176 @@ def train(
         FloatingPointError: the loss became NaN/inf (``summary.json`` gets status ``"failed"``).
         KeyboardInterrupt: Ctrl-C; a checkpoint is saved first, so ``resume=True`` continues.
     """
-    opened = open_run(config, resume=resume, data=data)
-    if isinstance(opened, Run):
-        return opened
-    cfg, ckpt = opened
+    (run,), (error,) = _fit([config], progress=progress, resume=resume, data=data, backend="auto")
+    if error is not None:
+        raise error
+    return run
+
+
+def train_packed(
+    configs: Sequence[RunConfig],
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    data: GroundTruthData | None = None,
+    backend: str = "auto",
+) -> list[Run]:
+    """Train the runs ``configs`` together; return their :class:`Run` s in order.
+
+    The same loop and rules as :func:`train` (each run's folder is written as ``train`` writes
+    it), with the K > 1 runs' steps batched as one model (:class:`~untwine.train.packed.PackedStep`);
+    a run whose loss becomes NaN/inf stops alone (its ``Run.summary`` says ``failed``) and is not
+    raised. The runs must share :data:`~untwine.train.packed.SHARED`; seeds, hyperparameters, the
+    objective and the log/eval/checkpoint intervals may differ. Weights equal the runs trained
+    alone up to float rounding (batched convolutions sum in another order).
+
+    ``resume=True`` continues the runs from their checkpoints; all unfinished runs must be at the
+    same step (e.g. a pack interrupted together); finished ones are returned as they are.
+    ``backend``: how K models run, see :class:`~untwine.train.packed.PackedVAE` (``auto``: one
+    run alone takes :func:`train`'s fast path; K > 1: vmap on CUDA, loop elsewhere).
+
+    Raises:
+        ValueError: the configs cannot be packed, or a run folder is taken (see ``train``).
+        KeyboardInterrupt: Ctrl-C; every run saves a checkpoint first.
+    """
+    check_packable(configs)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    runs, _ = _fit(configs, progress=progress, resume=resume, data=data, backend=backend)
+    return runs
+
+
+def _fit(
+    configs: Sequence[RunConfig], *, progress: bool, resume: bool, data: GroundTruthData | None, backend: str
+) -> tuple[list[Run], list[BaseException | None]]:
+    """The one loop: train ``configs`` (K >= 1, packable) to their ``steps``; their runs, and for
+    each the error that stopped it (NaN), else ``None``."""
+    opened = [open_run(c, resume=resume, data=data) for c in configs]
+    todo = [i for i, o in enumerate(opened) if isinstance(o, Opened)]
+    runs: list[Any] = list(opened)
+    errors: list[BaseException | None] = [None] * len(configs)
+    if not todo:
+        return runs, errors
+    starts = sorted({opened[i].step for i in todo})  # type: ignore[union-attr]
+    if len(starts) > 1:
+        raise ValueError(
+            f"cannot resume a pack whose runs stopped at different steps ({starts}); "
+            "resume them one by one with untwine.train.train(config, resume=True)"
+        )
+    cfg = opened[todo[0]].cfg  # type: ignore[union-attr]
     device = _device(cfg.device)
     if data is None:
         data = load(cfg.dataset, cfg.source, cfg.data_root)
-    job = Job(cfg, ckpt, data, device)
-    model, objective = job.model, job.objective
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), **_adam_impl(device)
-    )
-    if job.saved is not None:
-        load_optimizer_state(optimizer, job.saved["optimizer"])
-        checkpoint.set_rng_state(job.saved["rng"])
-    job.optimizer_state = optimizer.state_dict
-    job.rng_state = checkpoint.rng_state
-    fused = _fused_step(job, cfg, device)  # with compile: forward + terms + logs as one graph
-    forward = step_forward(model, cfg, device) if fused is None else model  # unused when fused
+    with torch_threads(cfg.threads):
+        jobs = [Job(o.cfg, o.ckpt, data, device) for o in (opened[i] for i in todo)]  # type: ignore[union-attr]
+        if len(jobs) == 1 and backend == "auto":
+            strategy: SingleStep | PackedStep = SingleStep(jobs[0], device)
+        else:
+            strategy = PackedStep(jobs, backend, device)
+        failed = _loop(jobs, strategy, progress)
+    for i, job, error in zip(todo, jobs, failed):
+        runs[i], errors[i] = job.result(), error
+    return runs, errors
 
-    # ------------------------------------------------------------------ the loop
-    bar = Progress(cfg.steps, job.step, progress, desc=f"{cfg.model} {cfg.dataset}")
-    job.start()
+
+def _loop(jobs: list[Job], step_fn: SingleStep | PackedStep, progress: bool) -> list[BaseException | None]:
+    """Train ``jobs`` (all at the same step) with ``step_fn``; the error that stopped each run."""
+    cfg, k_runs = jobs[0].cfg, len(jobs)
+    errors: list[BaseException | None] = [None] * k_runs
+    active = list(range(k_runs))
+    desc = f"{cfg.model} {cfg.dataset}" if k_runs == 1 else f"pack of {k_runs} {cfg.dataset}"
+    bar = Progress(cfg.steps, jobs[0].step, progress, desc=desc)
+    step = jobs[0].step
+    for job in jobs:
+        job.start()
     stop = _StopOnSigint()
     try:
         with stop:
-            job.initial_eval()
-            while job.step < cfg.steps:
-                job.in_step = True
-                x = job.sampler.next()
-                if job.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if fused is None:
-                    mu, logvar, z, logits = forward(x)
-                    terms = objective.terms(x, mu, logvar, z, logits, job.step)
-                else:
-                    terms, logs = fused(x)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                if fused is not None:
-                    job.record(terms, logs=logs)
-                else:
-                    if objective.has_extra_step:
-                        terms = {**terms, **objective.extra_step(z.detach(), job.step)}
-                    job.record(terms, x, mu, logvar, z, logits)
-                job.after_step(bar)
-                if stop.requested and job.step < cfg.steps:
+            for job in jobs:
+                job.initial_eval()
+            while step < cfg.steps and active:
+                for k in active:
+                    jobs[k].in_step = True
+                step_fn(step)
+                step += 1
+                logged = None
+                for k in list(active):
+                    try:
+                        if jobs[k].after_step() and logged is None:
+                            logged = jobs[k]
+                    except FloatingPointError as e:  # this run stops; the others carry on
+                        errors[k] = e
+                        jobs[k].failed(e)
+                        jobs[k].finish()
+                        active.remove(k)
+                        step_fn.drop(jobs[k])
+                if logged is not None and active:
+                    bar.update(step, logged.ips * len(active), _shown([jobs[k] for k in active]))
+                if stop.requested and step < cfg.steps:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        job.interrupted()
+        for k in active:
+            jobs[k].interrupted()
         raise
     except BaseException as e:
-        job.failed(e)
+        for k in active:
+            jobs[k].failed(e)
         raise
     finally:
         bar.close()
-        job.finish()
-    return job.result()
+        for k in active:
+            jobs[k].finish()
+    return errors
 
 
-def open_run(config: RunConfig, *, resume: bool, data: GroundTruthData | None) -> Run | tuple[RunConfig, Path | None]:
-    """Resolve ``config`` and check its folder: the finished :class:`Run` when there is nothing to
-    do, else ``(resolved config, checkpoint folder to resume from or None)``."""
-    if data is not None:
-        config = dataclasses.replace(config, dataset=data.name, source=data.source)
-    cfg = config.resolved(check_dataset=data is None)
-    out = Path(cfg.out)  # type: ignore[arg-type]
-    ckpt = checkpoint.find(out)
-    if ckpt is not None or (out / "summary.json").exists():
-        if not resume:
-            raise ValueError(
-                f"{out} already holds a run; pass resume=True (--resume) to continue it, "
-                "or choose another out folder"
-            )
-        if (out / "config.json").exists():
-            _check_same_run(RunConfig.from_json(out / "config.json"), cfg, out)
-    if ckpt is not None and resume:
-        saved_step = int(checkpoint.load_state(ckpt)["step"])
-        if saved_step > cfg.steps:
-            raise ValueError(f"{out}: the checkpoint is at step {saved_step}, beyond steps={cfg.steps}")
-        if saved_step == cfg.steps and _status(out) == "finished":
-            return load_run(out)
-    elif not resume:
-        ckpt = None
-    return cfg, ckpt
+def _shown(jobs: list[Job]) -> dict[str, Any]:
+    """The progress bar's loss terms: each scalar term, averaged over the running runs (one sync)."""
+    keys = [key for key, v in jobs[0].terms.items() if v.dim() == 0 and all(key in j.terms for j in jobs[1:])]
+    if len(jobs) == 1:
+        return to_python({key: jobs[0].terms[key] for key in keys})
+    return to_python({key: torch.stack([j.terms[key].detach().float() for j in jobs]).mean() for key in keys})
 
 
-class Job:
-    """One run's folder, data split, sampler, model, objective and bookkeeping.
+class SingleStep:
+    """The step of one run alone, the fast path: the model itself, eager or compiled (``compile``:
+    forward + terms + logs as one graph where :func:`_fused_step` allows, CUDA graphs on CUDA),
+    ``channels_last`` batches for conv64, bfloat16 autocast with ``precision="bf16"``."""
 
-    Shared by :func:`train` (one job) and :func:`untwine.train.packed.train_packed` (many jobs,
-    one batched step). The caller owns the optimizer and the step itself; it sets
-    ``optimizer_state`` and ``rng_state`` (callables giving what a checkpoint stores), calls
-    :meth:`start`, :meth:`initial_eval`, then per step :meth:`record` and :meth:`after_step`,
-    and finally :meth:`finish`. ``saved`` is the checkpoint's ``state.pt`` dict when resuming.
+    def __init__(self, job: Job, device: torch.device) -> None:
+        self.job = job
+        self.optimizer = make_adam(job.model.parameters(), job.cfg, device)
+        if job.saved is not None:
+            load_optimizer_state(self.optimizer, job.saved["optimizer"])
+            checkpoint.set_rng_state(job.saved["rng"])
+        job.optimizer_state = self.optimizer.state_dict
+        job.rng_state = checkpoint.rng_state
+        self.fused = _fused_step(job, job.cfg, device)  # with compile: forward + terms + logs as one graph
+        self.forward = step_forward(job.model, job.cfg, device) if self.fused is None else job.model
 
-    A caller that books steps itself (a pack, for all its runs at once) calls :meth:`booked`
-    instead of :meth:`record`, having added the step's logs to ``running`` (which it may replace
-    by a :class:`~untwine.train.log.MeansRow`) and its loss to ``loss_buf`` (a ring: step ``s``'s
-    loss at ``s % len(loss_buf)``, at least ``log_every`` long; it may be a row of a shared
-    buffer, then ``host_losses`` gives that row on the host, so K runs' checks share one sync).
-    """
-
-    def __init__(self, cfg: RunConfig, ckpt: Path | None, data: GroundTruthData, device: torch.device) -> None:
-        self.cfg, self.data, self.device = cfg, data, device
-        self.out = out = Path(cfg.out)  # type: ignore[arg-type]
-        # ------------------------------------------------------------------ data
-        train_idx, val_idx = train_val_split(len(data), cfg.val_fraction, cfg.seed)
-        if len(train_idx) == 0 or len(val_idx) == 0:
-            raise ValueError(f"{data.name} has {len(data)} images: too few for val_fraction={cfg.val_fraction}")
-        self.train_size, self.val_size = len(train_idx), len(val_idx)
-        self.sampler = BatchSampler(data, cfg.batch_size, train_idx, seed=cfg.seed, device=device)
-        val_rows = np.sort(np.random.default_rng(cfg.seed).permutation(val_idx)[: cfg.eval_images])
-        self.val_x = to_float(data.images_at(torch.from_numpy(val_rows))).to(device)
-
-        # ------------------------------------------------------------------ model, objective
-        torch.manual_seed(cfg.seed)
-        self.model = VAE(cfg.arch, data.num_channels, cfg.latents).to(device)
-        self.channels_last = _use_channels_last(cfg.arch, device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.objective = objectives.build(
-            cfg.model, dataset_size=self.train_size, latents=cfg.latents, **cfg.hparams
-        ).to(device)
-        self.tc_fn = _total_correlation()
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", cfg.to_dict())
-        self.meta = {"arch": cfg.arch, "channels": str(data.num_channels), "latents": str(cfg.latents)}
-
-        # ------------------------------------------------------------------ state (fresh or resumed)
-        self.step, self.elapsed = 0, 0.0
-        self.running: RunningMeans | MeansRow = RunningMeans()
-        self.last: dict[str, Any] = {"train": {}, "val": {}, "initial_val": {}}
-        self.log = MetricsLog(out / "metrics.jsonl")
-        self.saved: dict[str, Any] | None = None
-        if ckpt is not None:
-            state = self.saved = checkpoint.load_state(ckpt)
-            checkpoint.load_weights(ckpt, self.model, self.objective)
-            extra = self.objective.extra_optimizer
-            if extra is not None and state.get("extra_optimizer") is not None:
-                load_optimizer_state(extra, state["extra_optimizer"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.running.load_state_dict(state["running"], device)  # type: ignore[union-attr]
-            self.step, self.elapsed, self.last = int(state["step"]), float(state["elapsed_s"]), state["last"]
-            self.log.truncate_after(self.step)
-        elif self.log.path.exists():
-            self.log.path.unlink()
-        self.last_good: int | None = self.step if ckpt is not None else None
-        self.loss_buf = torch.zeros(cfg.log_every, device=device)
-        self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
-        self.since_check = 0
-        self.in_step = False
-        self.status, self.error = "finished", None
-        self.optimizer_state: Callable[[], dict[str, Any]] = dict
-        self.rng_state: Callable[[], dict[str, Any]] = checkpoint.rng_state
-
-    # ------------------------------------------------------------------ pieces of the loop
-    def start(self) -> None:
-        self.t_start = self.t_log = time.perf_counter()
-        self.step_log = self.step
-
-    def initial_eval(self) -> None:
-        if self.step == 0:
-            self.last["val"] = self.last["initial_val"] = self.evaluate()
-            self.log.write(0, "val", self.last["val"])
-
-    def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
-               logs: dict[str, torch.Tensor] | None = None) -> None:
-        """Book one finished training step (no host sync): ``outs`` are the step's ``x, mu,
-        logvar, z, logits``, from which the logged quantities are computed unless ``logs`` (what
-        :func:`_logs` gives) is passed."""
-        if logs is None:
-            logs = _logs(terms, *outs, self.tc_fn, self.train_size)
-        self.running.add(logs)  # type: ignore[union-attr]  # (a pack's MeansRow never records here)
-        self.loss_buf[self.step % len(self.loss_buf)] = terms["loss"].detach()
-        self.booked(terms)
-
-    def booked(self, terms: dict[str, torch.Tensor]) -> None:
-        """Count a finished step whose logs and loss the caller has booked (see the class doc)."""
-        self.terms = terms
-        self.since_check += 1
-        self.step += 1
-        self.in_step = False
-
-    def after_step(self, bar: Progress | None) -> None:
-        """NaN check and progress every ``log_every`` steps; evaluation and checkpoint when due."""
-        cfg, step = self.cfg, self.step
-        evaluating = step % cfg.eval_every == 0 or step == cfg.steps  # type: ignore[operator]
-        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps  # type: ignore[operator]
-        if self.since_check == cfg.log_every or evaluating or saving:
-            self.check_finite()
-            now = time.perf_counter()
-            self.ips = (step - self.step_log) * cfg.batch_size / max(now - self.t_log, 1e-9)
-            self.t_log, self.step_log = now, step
-            if bar is not None:
-                shown = to_python({k: v for k, v in self.terms.items() if v.dim() == 0})
-                bar.update(step, self.ips, shown)
-        if evaluating:
-            self.last["train"] = self.running.means()
-            self.running.reset()
-            self.last["val"] = self.evaluate()
-            self.log.write(step, "train", self.last["train"])
-            self.log.write(step, "val", self.last["val"])
-        if saving:
-            self.save()
-
-    def save(self) -> None:
-        extra = self.objective.extra_optimizer
-        checkpoint.save(self.out, model=self.model, objective=self.objective, metadata=self.meta, state={
-            "step": self.step,
-            "optimizer": self.optimizer_state(),
-            "extra_optimizer": extra.state_dict() if extra is not None else None,
-            "sampler": self.sampler.state_dict(),
-            "rng": self.rng_state(),
-            "running": self.running.state_dict(),
-            "elapsed_s": self.elapsed + time.perf_counter() - self.t_start,
-            "last": self.last,
-        })
-        self.last_good = self.step
-
-    def evaluate(self) -> dict[str, Any]:
-        """Validation terms on ``val_x`` (no grad; own RNG so training is not perturbed)."""
-        model, objective, val_x, cfg, step = self.model, self.objective, self.val_x, self.cfg, self.step
-        model.eval()
-        means = RunningMeans()
-        bs = min(cfg.batch_size, len(val_x))
-        cuda = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed + step)
-            for i in range(0, len(val_x) - bs + 1, bs):
-                x = val_x[i : i + bs]
-                mu, logvar, z, logits = model(x)
-                terms = objective.terms(x, mu, logvar, z, logits, step)
-                means.add(_logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size))
-        model.train()
-        return means.means()
-
-    def losses_since_check(self) -> torch.Tensor:
-        """The losses of the steps since the last NaN check, oldest first, on the host (one sync)."""
-        ring = self.host_losses() if self.host_losses is not None else self.loss_buf.cpu()
-        start = (self.step - self.since_check) % len(ring)
-        return torch.cat([ring[start:], ring[:start]])[: self.since_check]
-
-    def check_finite(self) -> None:
-        """One host sync: raise if any loss since the last check was NaN/inf."""
-        losses = self.losses_since_check()
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            first = self.step - self.since_check + int(bad[0]) + 1
-            where = (
-                f"the last good checkpoint (step {self.last_good}) is kept in {self.out / 'checkpoint'}"
-                if self.last_good is not None else "no checkpoint was saved before it"
-            )
-            raise FloatingPointError(
-                f"loss became {float(losses[int(bad[0])])} at step {first}; {where}. "
-                "Try a lower lr (or check the data and hyperparameters)."
-            )
-        self.since_check = 0
-
-    def interrupted(self) -> None:
-        """Ctrl-C: save a checkpoint if the last step completed and was finite; set the status."""
-        self.status = "interrupted"
-        if not self.in_step and _finite(self.losses_since_check()):
-            self.save()
-            msg = f"interrupted at step {self.step}; checkpoint saved"
+    def __call__(self, step: int) -> None:
+        job, objective, optimizer = self.job, self.job.objective, self.optimizer
+        x = job.sampler.next()
+        if job.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.fused is None:
+            mu, logvar, z, logits = self.forward(x)
+            terms = objective.terms(x, mu, logvar, z, logits, step)
         else:
-            msg = f"interrupted during step {self.step + 1}; last checkpoint: step {self.last_good}"
-        self.error = f"{msg}. Resume with: untwine train --out {self.out} --resume"
-        print(f"\n{self.error}", file=sys.stderr)
+            terms, logs = self.fused(x)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        if self.fused is not None:
+            job.record(terms, logs=logs)
+        else:
+            if objective.has_extra_step:
+                terms = {**terms, **objective.extra_step(z.detach(), step)}
+            job.record(terms, x, mu, logvar, z, logits)
 
-    def failed(self, e: BaseException) -> None:
-        self.status, self.error = "failed", f"{type(e).__name__}: {e}"
-
-    def finish(self) -> None:
-        """Write ``summary.json`` (whatever the status)."""
-        cfg, step = self.cfg, self.step
-        self.elapsed += time.perf_counter() - self.t_start
-        self.t_start = time.perf_counter()
-        write_json(self.out / "summary.json", {
-            "status": self.status,
-            **({"error": self.error} if self.error else {}),
-            "config": cfg.to_dict(),
-            "steps": step,
-            "train": self.last["train"],
-            "val": self.last["val"],
-            "initial_val": self.last["initial_val"],
-            "wall_time_s": self.elapsed,
-            "images_per_s": step * cfg.batch_size / max(self.elapsed, 1e-9),
-            "dataset": {"name": self.data.name, "source": self.data.source, "train_images": self.train_size,
-                        "val_images": self.val_size, "eval_images": len(self.val_x)},
-            "untwine_version": __version__,
-            "torch_version": torch.__version__,
-            "device": str(self.device),
-        })
-
-    def result(self) -> Run:
-        self.model.eval()
-        summary = json.loads((self.out / "summary.json").read_text())
-        return Run(self.out, self.cfg, self.model, summary)
+    def drop(self, job: Job) -> None:
+        """A lone run that stopped: nothing is left to compute (the loop ends)."""
 
 
-# ---------------------------------------------------------------------- helpers
 def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[..., Any] | None:
     """With ``cfg.compile``: ``x -> (terms, logs)``, the model's forward, the objective's terms and
     the logged quantities as one compiled function, so on CUDA ("reduce-overhead") nearly the whole
@@ -384,98 +258,10 @@ def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[...,
     return compiled_step(step, mode, device)
 
 
-def _logs(
-    terms: dict[str, torch.Tensor],
-    x: torch.Tensor,
-    mu: torch.Tensor,
-    logvar: torch.Tensor,
-    z: torch.Tensor,
-    logits: torch.Tensor,
-    tc_fn: Callable[..., torch.Tensor] | None,
-    dataset_size: int,
-) -> dict[str, torch.Tensor]:
-    """What is logged for one batch: the objective's terms plus ``rec``, ``kl`` (nats/image),
-    ``kl_dims`` (``D``), ``elbo = -(rec + kl)`` and a ``tc`` estimate, all detached."""
-    with torch.no_grad():
-        logs = {k: v.detach() for k, v in terms.items()}
-        mu, logvar = mu.detach(), logvar.detach()
-        kl_dims = kl_per_dim(mu, logvar)
-        if "rec" not in logs:
-            logs["rec"] = bernoulli_rec(logits.detach(), x)
-        if "kl" not in logs:
-            logs["kl"] = kl_dims.sum()
-        logs["kl_dims"] = kl_dims
-        logs["elbo"] = -(logs["rec"] + logs["kl"])
-        if "tc" not in logs and tc_fn is not None:
-            logs["tc"] = tc_fn(z.detach(), mu, logvar, dataset_size)
-    return logs
-
-
-def _total_correlation() -> Callable[..., torch.Tensor] | None:
-    try:
-        from ..objectives.tc import total_correlation
-    except ModuleNotFoundError as e:  # pragma: no cover - only while tc.py is missing
-        if e.name != "untwine.objectives.tc":
-            raise
-        return None
-    return total_correlation
-
-
-def _finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _use_channels_last(arch: str, device: torch.device) -> bool:
-    """channels_last: conv64 steps measured ~20-25% faster on CPU (1 thread, torch 2.13) and it
-    is the layout cuDNN prefers; the MLP gains nothing."""
-    return arch == "conv64"
-
-
-def _adam_impl(device: torch.device) -> dict[str, bool]:
-    """The fused Adam kernel (CUDA, and CPU since torch 2.4): on CPU it was measured 4-8x faster
-    per step than ``foreach`` and the default for-loop (benchmarks/RESULTS.md); same arithmetic."""
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-        fused_ok = device.type in _get_fused_kernels_supported_devices()
-    except ImportError:  # pragma: no cover - older torch
-        fused_ok = device.type == "cuda"
-    return {"fused": True} if fused_ok else {"foreach": True}
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, then give every state tensor its parameter's memory
-    layout: the fused Adam kernel walks parameter and state memory in step, so a contiguous
-    ``exp_avg`` for a ``channels_last`` weight (e.g. a checkpoint written by ``train_packed``)
-    would be updated element-mismatched."""
-    optimizer.load_state_dict(state)
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for k, v in optimizer.state.get(p, {}).items():
-                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
-                    optimizer.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
-
-
-def _status(out: Path) -> str | None:
-    p = out / "summary.json"
-    return json.loads(p.read_text()).get("status") if p.is_file() else None
-
-
-def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
-    a, b = saved.to_dict(), cfg.to_dict()
-    for k in a:
-        if k not in RESUMABLE_CHANGES and a[k] != b[k]:
-            raise ValueError(
-                f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
-                "settings (only steps, eval_every, checkpoint_every, log_every, device and compile may change) "
-                "or choose another out folder"
-            )
 
 
 class _StopOnSigint:
@@ -503,3 +289,6 @@ class _StopOnSigint:
         if self._installed:
             signal.signal(signal.SIGINT, self._prev if self._prev is not None else signal.SIG_DFL)
             self._installed = False
+
+
+__all__ = ["SingleStep", "train", "train_packed"]

@@ -1,4 +1,7 @@
-"""Many runs at once: ``train_packed(configs) -> list[Run]`` trains K VAEs as one batched model.
+"""K runs as one batched model: the step strategy of a pack (:class:`PackedStep`).
+
+``untwine.train.train_packed(configs)`` (the one loop, :mod:`untwine.train.loop`) uses it for
+K > 1 runs; a lone run takes the one-model fast path instead.
 
 The K models share an architecture; their weights are stacked (``torch.func.stack_module_state``)
 and one step runs all K with ``torch.vmap`` over ``torch.func.functional_call`` (convolutions
@@ -34,8 +37,9 @@ metrics of all K runs (one vmapped ``_logs`` into K-stacked running means, when 
 have equal keys and shapes; see :class:`_Books`) and the NaN check's host sync are done once per
 step. ``benchmarks/bench_packed_overhead.py`` measures this overhead.
 
-A run whose loss becomes NaN/inf is stopped (its ``summary.json`` says ``failed``, its last good
-checkpoint is kept) while the others carry on; ``train_packed`` does not raise for it.
+A run whose loss becomes NaN/inf is stopped as a lone run is (the loop's rule): its folder says
+``failed``, its last good checkpoint is kept, and :meth:`PackedStep.drop` re-stacks the others
+(weights, Adam state, books) so it is no longer computed while they carry on.
 """
 
 from __future__ import annotations
@@ -48,17 +52,21 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.func import functional_call, stack_module_state
 
-from ..data import BatchSampler, GroundTruthData, load
+from ..data import BatchSampler
 from ..objectives.base import Objective
 from . import checkpoint
 from .config import RunConfig
-from .log import MeansRow, Progress, StackedMeans
-from .loop import Job, _logs, _StopOnSigint, _adam_impl, _device, load_optimizer_state, open_run
-from .run import Run
+from .job import Job, _logs, load_optimizer_state, make_adam
+from .log import MeansRow, StackedMeans
 
-# Fields every run of a pack must share (the batched model and the stacked Adam need them equal).
+# Fields every run of a pack must share (the batched model and the stacked Adam need them equal;
+# one process: one thread count). ``threads`` is read with getattr (older configs lack it).
 SHARED = ("dataset", "source", "data_root", "arch", "latents", "steps", "batch_size", "lr",
-          "adam_beta1", "adam_beta2", "device", "precision", "compile")
+          "adam_beta1", "adam_beta2", "device", "precision", "compile", "threads")
+
+
+def _field(config: RunConfig, name: str) -> Any:
+    return getattr(config, name, None)
 
 
 def check_packable(configs: Sequence[RunConfig]) -> None:
@@ -68,9 +76,9 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
     first = configs[0]
     for i, c in enumerate(configs[1:], 1):
         for f in SHARED:
-            if getattr(c, f) != getattr(first, f):
+            if _field(c, f) != _field(first, f):
                 raise ValueError(
-                    f"configs[{i}] has {f}={getattr(c, f)!r} but configs[0] has {getattr(first, f)!r}; "
+                    f"configs[{i}] has {f}={_field(c, f)!r} but configs[0] has {_field(first, f)!r}; "
                     f"a pack shares {', '.join(SHARED)} (seeds and hyperparameters may differ): "
                     "train such runs in separate packs"
                 )
@@ -87,18 +95,19 @@ class _RNG:
     ``eps`` draws from it directly (no swapping); :meth:`active` swaps it in as the global RNG
     for code that draws from the global RNG (FactorVAE's permutations in ``extra_step``)."""
 
-    def __init__(self, device: torch.device, saved: dict[str, Any] | None) -> None:
-        # Not saved: the global state just after this run's model and objective were initialised
-        # from its seed (as alone, also for the CUDA state of a checkpoint that has none).
+    def __init__(self, device: torch.device, state: dict[str, Any], init: dict[str, Any]) -> None:
+        # ``state``: a checkpoint's RNG states, or ``init`` (``Job.init_rng``: the state just after
+        # this run's model and objective were initialised from its seed, as alone); ``init``'s
+        # CUDA state also stands in for a checkpoint that has none.
         self.device = device
         self.cuda = device.type == "cuda"
         self.cpu = torch.Generator()
-        self.cpu.set_state(saved["torch"] if saved is not None else torch.get_rng_state())
+        self.cpu.set_state(state["torch"])
         self.gpu: torch.Generator | None = None
         if self.cuda:
-            cuda = saved.get("cuda") if saved is not None else None
+            cuda = state.get("cuda") or init["cuda"]
             self.gpu = torch.Generator(device=device)
-            self.gpu.set_state(cuda[torch.cuda.current_device()] if cuda else torch.cuda.get_rng_state())
+            self.gpu.set_state(cuda[torch.cuda.current_device()])
 
     def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
         """``torch.randn(shape, device=device)`` as the run alone would draw it."""
@@ -151,9 +160,11 @@ class _Books:
     of any number of jobs at a step cost one host sync.
     """
 
-    def __init__(self, jobs: Sequence[Job]) -> None:
+    def __init__(self, jobs: Sequence[Job], losses: torch.Tensor | None = None) -> None:
+        # ``losses``: the jobs' rings to carry on with (a pack re-stacked after a run stopped)
         self.jobs = jobs
-        self.losses = torch.zeros(len(jobs), max(j.cfg.log_every for j in jobs), device=jobs[0].device)
+        self.losses = losses if losses is not None else torch.zeros(
+            len(jobs), max(j.cfg.log_every for j in jobs), device=jobs[0].device)
         self.writes = 0  # steps booked; keys the host copy of ``losses``
         self._host: tuple[int, torch.Tensor] | None = None
         for k, job in enumerate(jobs):
@@ -171,11 +182,10 @@ class _Books:
         return self._host[1][k]
 
     def record(self, terms: Sequence[dict[str, torch.Tensor]], outs: Sequence[torch.Tensor],
-               per_run: Sequence[Sequence[torch.Tensor]], active: Sequence[int],
-               stacked: dict[str, torch.Tensor] | None = None) -> None:
-        """Book a finished step of the ``active`` jobs: ``terms[k]`` and ``per_run[k]`` (x, mu,
-        logvar, z, logits) are run ``k``'s, ``outs`` the same five tensors K-stacked, ``stacked``
-        the terms K-stacked if the caller has them (``Objective.terms_packed``)."""
+               per_run: Sequence[Sequence[torch.Tensor]], stacked: dict[str, torch.Tensor] | None = None) -> None:
+        """Book a finished step of every job: ``terms[k]`` and ``per_run[k]`` (x, mu, logvar, z,
+        logits) are run ``k``'s, ``outs`` the same five tensors K-stacked, ``stacked`` the terms
+        K-stacked if the caller has them (``Objective.terms_packed``)."""
         self.writes += 1
         if self.batched is not False:
             if stacked is not None or _same_shapes(terms):
@@ -187,17 +197,17 @@ class _Books:
                     self._start(logs)
                 if self.batched:
                     self.stack.add(logs)  # type: ignore[union-attr]
-                    self.losses[:, self.jobs[active[0]].step % self.losses.shape[1]] = stacked["loss"].detach()
-                    for k in active:
-                        self.jobs[k].booked(terms[k])
+                    self.losses[:, self.jobs[0].step % self.losses.shape[1]] = stacked["loss"].detach()
+                    for job, t in zip(self.jobs, terms):
+                        job.booked(t)
                     return
             elif self.batched:  # the terms changed: each run keeps its own means from now on
                 for job in self.jobs:
                     assert isinstance(job.running, MeansRow)
                     job.running = job.running.detached()
             self.batched = False
-        for k in active:
-            self.jobs[k].record(terms[k], *per_run[k])
+        for job, t, out in zip(self.jobs, terms, per_run):
+            job.record(t, *out)
 
     def _start(self, logs: dict[str, torch.Tensor]) -> None:
         """Go batched if the jobs' running means (fresh or resumed) fit ``logs``' keys and shapes."""
@@ -209,9 +219,10 @@ class _Books:
 
 
 def _batched_terms(cls: type[Objective]) -> bool:
-    """Whether ``cls`` computes K runs' terms with batched arithmetic (its own ``terms_packed``);
-    otherwise the pack calls each run's ``terms`` (swapping RNGs where ``random_terms``)."""
-    return not cls.random_terms and cls.terms_packed.__func__ is not Objective.terms_packed.__func__
+    """Whether a pack computes K runs' terms of ``cls`` in one ``terms_packed`` call (the class
+    declares ``batched_terms`` and draws no random numbers in ``terms``); otherwise it calls each
+    run's ``terms`` (swapping RNGs where ``random_terms``)."""
+    return cls.batched_terms and not cls.random_terms
 
 
 def _same_shapes(terms: Sequence[dict[str, torch.Tensor]]) -> bool:
@@ -334,155 +345,101 @@ def _stack_adam(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"state": state, "param_groups": first["param_groups"]}
 
 
-def train_packed(
-    configs: Sequence[RunConfig],
-    *,
-    progress: bool = True,
-    resume: bool = False,
-    data: GroundTruthData | None = None,
-    backend: str = "auto",
-) -> list[Run]:
-    """Train the runs ``configs`` together as one batched model; return their :class:`Run` s in order.
 
-    The runs must share :data:`SHARED` (dataset, arch, latents, steps, batch size, lr, Adam betas,
-    device); seeds, hyperparameters, the objective and the log/eval/checkpoint intervals may
-    differ. Each run's folder is written as by :func:`untwine.train.train`, and its weights equal
-    the unpacked run's up to float rounding (the batched convolutions sum in another order).
 
-    ``resume=True`` continues the runs from their checkpoints; all unfinished runs must be at the
-    same step (e.g. a pack interrupted together); finished ones are returned as they are.
-    On CUDA pass ``device="cuda"`` in the configs; throughput grows with K until the GPU is full.
-    ``backend``: how the K models run, see :class:`PackedVAE` (``auto``: vmap on CUDA, loop on CPU).
+class PackedStep:
+    """The step of K runs batched: one :class:`PackedVAE`, one stacked Adam, the runs' own batches,
+    random streams, objectives and books (see the module docstring). ``step(s)`` trains the live
+    runs one step and books it; :meth:`drop` stops computing a run (after its NaN)."""
 
-    Raises:
-        ValueError: the configs cannot be packed, or a run folder is taken (see ``train``).
-        KeyboardInterrupt: Ctrl-C; every run saves a checkpoint first.
-    """
-    check_packable(configs)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    opened = [open_run(c, resume=resume, data=data) for c in configs]
-    todo = [i for i, o in enumerate(opened) if not isinstance(o, Run)]
-    runs: list[Run | None] = [o if isinstance(o, Run) else None for o in opened]
-    if not todo:
-        return runs  # type: ignore[return-value]
-    cfgs = [opened[i][0] for i in todo]  # type: ignore[index]
-    cfg0 = cfgs[0]
-    device = _device(cfg0.device)
-    if data is None:
-        data = load(cfg0.dataset, cfg0.source, cfg0.data_root)
+    def __init__(self, jobs: Sequence[Job], backend: str, device: torch.device) -> None:
+        cfg = jobs[0].cfg
+        if cfg.compile != "off":
+            warnings.warn(f"train_packed runs its models uncompiled (compile={cfg.compile!r} applies to runs "
+                          "trained alone with untwine.train.train)", stacklevel=3)
+        self.backend, self.device, self.cfg = backend, device, cfg
+        self.shape = (cfg.batch_size, cfg.latents)
+        self.rngs: dict[int, _RNG] = {}
+        for job in jobs:
+            if job.channels_last:  # the stacked weights are plain contiguous tensors
+                job.model = job.model.to(memory_format=torch.contiguous_format)
+            self.rngs[id(job)] = _RNG(device, job.saved["rng"] if job.saved is not None else job.init_rng,
+                                      job.init_rng)
+            job.rng_state = self.rngs[id(job)].state
+        saved = [j.saved["optimizer"] for j in jobs] if jobs[0].saved is not None else None  # type: ignore[index]
+        self._stack(list(jobs), saved, None)
 
-    # ------------------------------------------------------------------ K jobs, one stacked model
-    jobs, rngs = [], []
-    for i in todo:
-        cfg, ckpt = opened[i]  # type: ignore[misc]
-        job = Job(cfg, ckpt, data, device)
-        if job.channels_last:  # the stacked weights are plain contiguous tensors
-            job.model = job.model.to(memory_format=torch.contiguous_format)
-        jobs.append(job)
-        rngs.append(_RNG(device, job.saved["rng"] if job.saved is not None else None))
-    steps0 = {j.step for j in jobs}
-    if len(steps0) > 1:
-        raise ValueError(
-            f"cannot resume a pack whose runs stopped at different steps ({sorted(steps0)}); "
-            "resume them one by one with untwine.train.train(config, resume=True)"
-        )
-    packed = PackedVAE([j.model for j in jobs], backend, cfg0.precision)
-    if cfg0.compile != "off":
-        warnings.warn(f"train_packed runs its models uncompiled (compile={cfg0.compile!r} applies to runs "
-                      "trained alone with untwine.train.train)", stacklevel=2)
-    optimizer = torch.optim.Adam(
-        packed.parameters(), lr=cfg0.lr, betas=(cfg0.adam_beta1, cfg0.adam_beta2), **_adam_impl(device)
-    )
-    if jobs[0].saved is not None:
-        load_optimizer_state(optimizer, _stack_adam([j.saved["optimizer"] for j in jobs]))  # type: ignore[index]
-    for k, (job, rng) in enumerate(zip(jobs, rngs)):
-        job.optimizer_state = lambda k=k: _slice_adam(optimizer.state_dict(), k)
-        job.rng_state = rng.state
-    active = list(range(len(jobs)))
-    books = _Books(jobs)
-    swap = [job.objective.random_terms for job in jobs]  # the run's RNG around terms
-    objs = [job.objective for job in jobs]
-    together = type(objs[0]) if len({type(o) for o in objs}) == 1 and _batched_terms(type(objs[0])) else None
-    any_extra = any(job.objective.has_extra_step for job in jobs)
+    def _stack(self, jobs: list[Job], adam: list[dict[str, Any]] | None, losses: torch.Tensor | None) -> None:
+        """Stack ``jobs``' weights (their current values) and Adam states (``adam``: one per job)."""
+        self.jobs = jobs
+        self.model = PackedVAE([j.model for j in jobs], self.backend, self.cfg.precision)
+        self.optimizer = opt = make_adam(self.model.parameters(), self.cfg, self.device)
+        if adam is not None:
+            load_optimizer_state(opt, _stack_adam(adam))
+        for k, job in enumerate(jobs):
+            job.optimizer_state = lambda k=k: _slice_adam(opt.state_dict(), k)
+        self.books = _Books(jobs, losses)
+        self.rng = [self.rngs[id(j)] for j in jobs]
+        self.swap = [j.objective.random_terms for j in jobs]  # the run's RNG around its terms
+        self.objs = [j.objective for j in jobs]
+        cls = type(self.objs[0])
+        self.together = cls if len({type(o) for o in self.objs}) == 1 and _batched_terms(cls) else None
+        self.any_extra = any(o.has_extra_step for o in self.objs)
 
-    def fail(k: int, e: BaseException) -> None:
-        jobs[k].failed(e)
-        jobs[k].finish()
-        active.remove(k)
+    def drop(self, job: Job) -> None:
+        """Stop computing ``job``: re-stack the other runs as they are now (weights, Adam state,
+        running means, loss rings), so the pack carries on without it."""
+        keep = [k for k, j in enumerate(self.jobs) if j is not job]
+        if len(keep) == len(self.jobs) or not keep:
+            return
+        state = self.optimizer.state_dict()
+        adam = [_slice_adam(state, k) for k in keep] if state["state"] else None
+        for k in keep:
+            if isinstance(self.jobs[k].running, MeansRow):
+                self.jobs[k].running = self.jobs[k].running.detached()
+        self._stack([self.jobs[k] for k in keep], adam, self.books.losses[keep])
 
-    # ------------------------------------------------------------------ the loop
-    shape = (cfg0.batch_size, cfg0.latents)
-    bar = Progress(cfg0.steps, jobs[0].step, progress, desc=f"pack of {len(jobs)} {cfg0.dataset}")
-    for job in jobs:
-        job.start()
-    stop = _StopOnSigint()
-    step = jobs[0].step
-    try:
-        with stop:
-            for job in jobs:
-                job.initial_eval()
-            while step < cfg0.steps and active:
-                for job in jobs:
-                    job.in_step = True
-                x = _next_batches([j.sampler for j in jobs])
-                mu, logvar, z, logits = packed(x, torch.stack([rng.randn(shape) for rng in rngs]))
-                # per run (x, mu, logvar, z, logits): views through one unbind per tensor
-                outs = list(zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
-                if together is not None:  # one objective class: its terms_packed, O(1) ops in K
-                    stacked = together.terms_packed(objs, x, mu, logvar, z, logits, step)
-                    terms = [dict(zip(stacked, v)) for v in zip(*(t.unbind(0) for t in stacked.values()))]
-                    loss = stacked["loss"].sum()
-                else:
-                    stacked, terms = None, []
-                    for k, job in enumerate(jobs):
-                        with rngs[k].active() if swap[k] else contextlib.nullcontext():
-                            terms.append(job.objective.terms(*outs[k], step))
-                    loss = torch.stack([t["loss"] for t in terms]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if any_extra:
-                    codes = z.detach().unbind(0)
-                    for k, job in enumerate(jobs):
-                        if job.objective.has_extra_step:
-                            with rngs[k].active():
-                                terms[k] = {**terms[k], **job.objective.extra_step(codes[k], step)}
-                step += 1
-                books.record(terms, (x, mu, logvar, z, logits), outs, active, None if any_extra else stacked)
-                for k in list(active):
-                    try:
-                        jobs[k].after_step(None)
-                    except FloatingPointError as e:
-                        fail(k, e)
-                for job in jobs:
-                    job.in_step = False
-                if active:
-                    j = jobs[active[0]]
-                    if step == j.step_log:  # it just logged
-                        bar.update(step, j.ips * len(active), {})
-                if stop.requested and step < cfg0.steps:
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        for k in active:
-            jobs[k].interrupted()
-        raise
-    except BaseException as e:
-        for k in active:
-            jobs[k].failed(e)
-        raise
-    finally:
-        bar.close()
-        for k in active:
-            jobs[k].finish()
-    for i, job in zip(todo, jobs):
-        runs[i] = job.result()
-    return runs  # type: ignore[return-value]
+    def __call__(self, step: int) -> None:
+        jobs, rngs = self.jobs, self.rng
+        x = _next_batches([j.sampler for j in jobs])
+        mu, logvar, z, logits = self.model(x, torch.stack([rng.randn(self.shape) for rng in rngs]))
+        # per run (x, mu, logvar, z, logits): views through one unbind per tensor
+        outs = list(zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
+        if self.together is not None:  # one objective class: its terms_packed, O(1) ops in K
+            stacked = self.together.terms_packed(self.objs, x, mu, logvar, z, logits, step)
+            terms = [dict(zip(stacked, v)) for v in zip(*(t.unbind(0) for t in stacked.values()))]
+            loss = stacked["loss"].sum()
+        else:
+            stacked, terms = None, []
+            for k, obj in enumerate(self.objs):
+                with rngs[k].active() if self.swap[k] else contextlib.nullcontext():
+                    terms.append(obj.terms(*outs[k], step))
+            loss = torch.stack([t["loss"] for t in terms]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.any_extra:
+            codes = z.detach().unbind(0)
+            for k, obj in enumerate(self.objs):
+                if obj.has_extra_step:
+                    with rngs[k].active():
+                        terms[k] = {**terms[k], **obj.extra_step(codes[k], step)}
+        self.books.record(terms, (x, mu, logvar, z, logits), outs, None if self.any_extra else stacked)
 
 
 def pack_key(config: RunConfig) -> tuple:
-    """Runs with equal keys can share a pack (for grouping a sweep's runs)."""
-    return tuple(getattr(config, f) for f in SHARED)
+    """Runs with equal keys can share a pack (for grouping a sweep's runs): :data:`SHARED`."""
+    return tuple(_field(config, f) for f in SHARED)
 
 
-__all__ = ["BACKENDS", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]
+def __getattr__(name: str) -> Any:
+    # The entry point lives with the one loop; ``from untwine.train.packed import train_packed``
+    # keeps working.
+    if name == "train_packed":
+        from .loop import train_packed
+
+        return train_packed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["BACKENDS", "PackedStep", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from ..models import VAE
-from . import checkpoint
+from . import checkpoint, files
 from .config import RunConfig
 from .log import MetricsLog
 
@@ -99,7 +98,10 @@ class Run:
 
 
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run folder written by :func:`untwine.train.train` (its latest checkpoint)."""
+    """Load a run folder written by :func:`untwine.train.train` (its newest intact checkpoint).
+
+    Raises ``FileNotFoundError`` (not a run folder, no checkpoint) or
+    :class:`~untwine.train.files.RunFolderError` (a damaged file, named in the message)."""
     d = Path(run_dir)
     if not (d / "config.json").is_file():
         raise FileNotFoundError(f"{d} is not a run folder (no config.json); train one with `untwine train --out {d}`")
@@ -111,5 +113,5 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     model = VAE(meta.get("arch", config.arch), int(meta.get("channels", 1)), int(meta.get("latents", config.latents)))
     checkpoint.load_weights(ckpt, model)
     model.to(device).to(memory_format=torch.channels_last).eval()  # faster convolutions, same values
-    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
+    summary = files.read_summary(d / "summary.json") or {}
     return Run(d, config, model, summary)

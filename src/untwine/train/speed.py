@@ -9,7 +9,8 @@ objective always sees float32 tensors. Evaluation, encoding and checkpoints use 
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import contextlib
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -36,6 +37,43 @@ class AutocastForward(nn.Module):
         with torch.autocast(self.device_type, dtype=self.dtype):
             logits = self.model.decoder(z)
         return mu, logvar, z, logits.float()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (``RunConfig.threads``; ``0`` leaves the
+    count alone), restoring the previous count after."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads > 0:
+            torch.set_num_threads(before)
+
+
+def bf16_native(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively, so that autocast pays: a CUDA device with
+    bf16 support (Ampere and newer), or a CPU with AVX512-BF16 or AMX-BF16 instructions (as
+    PyTorch detects them; on CPUs without them oneDNN emulates bf16 and is slower than fp32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if dev.type == "cpu":
+        caps = getattr(torch.cpu, "get_capabilities", lambda: {})()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    return False
+
+
+def resolve_precision(setting: str, device: str) -> str:
+    """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` where
+    :func:`bf16_native` holds for ``device`` (``"auto"``: CUDA if available, else CPU)."""
+    if setting != "auto":
+        return setting
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bf16" if bf16_native(device) else "fp32"
 
 
 def compile_mode(setting: str, device: torch.device) -> str | None:
@@ -79,4 +117,4 @@ def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[
     return fn if mode is None else compiled_step(fn, mode, device)
 
 
-__all__ = ["AutocastForward", "compile_mode", "compiled_step", "model_forward", "step_forward", "uses_cuda_graphs"]
+__all__ = ["AutocastForward", "bf16_native", "resolve_precision", "torch_threads", "compile_mode", "compiled_step", "model_forward", "step_forward", "uses_cuda_graphs"]

@@ -1,7 +1,7 @@
-"""Sweep backends: where :func:`untwine.studies.sweep.execute_run` runs.
+"""Sweep backends: where :func:`untwine.studies.execute.execute_run` runs.
 
 A backend is a function ``run_all(units, jobs, on_start=None, on_done=None) -> list[RunOutcome]``.
-Each unit is a :class:`~untwine.studies.sweep.RunSpec` (run it with ``execute_run(spec)``) or a
+Each unit is a :class:`~untwine.studies.execute.RunSpec` (run it with ``execute_run(spec)``) or a
 list of them (a pack, ``sweep --pack K``: run it with ``execute_pack(specs)``), anywhere: this
 process, a process pool, a cluster. It calls ``on_start(spec)`` / ``on_done(outcome)`` per run in
 the driver process and returns the outcomes. All run logic (skip, resume, failure records) lives

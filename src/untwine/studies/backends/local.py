@@ -1,10 +1,10 @@
 """The local backend: runs in this process (``jobs=1``) or in a pool of ``jobs`` worker processes.
 
-A backend only decides *where* :func:`untwine.studies.sweep.execute_run` runs. It calls
+A backend only decides *where* :func:`untwine.studies.execute.execute_run` runs. It calls
 ``on_start(spec)`` when a run is handed to a worker and ``on_done(outcome)`` when it returns.
-A unit of work is one :class:`~untwine.studies.sweep.RunSpec` or a list of them (a pack, see
+A unit of work is one :class:`~untwine.studies.execute.RunSpec` or a list of them (a pack, see
 ``sweep(..., pack=K)``): a pack goes to one worker as a whole
-(:func:`untwine.studies.sweep.execute_pack`), and the callbacks still fire once per run.
+(:func:`untwine.studies.execute.execute_pack`), and the callbacks still fire once per run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
-from ..sweep import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
+from ..execute import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
 def _init_worker(threads: int) -> None:

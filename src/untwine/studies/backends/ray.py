@@ -1,6 +1,6 @@
 """The Ray backend: each run is one Ray task, on this machine or on a Ray cluster.
 
-Like :mod:`.local`, it only decides *where* :func:`untwine.studies.sweep.execute_run` runs; skipping
+Like :mod:`.local`, it only decides *where* :func:`untwine.studies.execute.execute_run` runs; skipping
 finished runs, resuming from checkpoints and failure records all live in ``execute_run``.
 
 - ``address=None`` starts a private Ray instance in this process (one machine, no set-up; honours
@@ -15,7 +15,7 @@ finished runs, resuming from checkpoints and failure records all live in ``execu
 - Each task pins ``torch.set_num_threads(threads)`` (default: ``num_cpus``), so results do not
   depend on the worker node's core count.
 - A pack of runs (``sweep(..., pack=K)``: a list of specs among ``specs``) is one task running
-  :func:`~untwine.studies.sweep.execute_pack`; its ``num_cpus``/``num_gpus`` are then per pack.
+  :func:`~untwine.studies.execute.execute_pack`; its ``num_cpus``/``num_gpus`` are then per pack.
 
 Run folders are written by the workers: on a cluster ``out`` must be a shared filesystem path
 mounted at the same place on every node (see ``docs/ray.md``).
@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import ray  # a missing ray -> ModuleNotFoundError(name="ray"): backends.get() names the extra
 
-from ..sweep import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
+from ..execute import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
 def _run_unit(unit: list[RunSpec], threads: int, execute: Callable[[RunSpec], RunOutcome],
@@ -142,7 +142,7 @@ def run_all(
         execute: the function a task calls (default :func:`execute_run`); must be importable on
             the workers (or picklable by value).
         execute_pack: the function a pack's task calls (default
-            :func:`~untwine.studies.sweep.execute_pack`).
+            :func:`~untwine.studies.execute.execute_pack`).
         address: ``None`` (``$RAY_ADDRESS`` if set, else a local instance), ``"auto"``,
             ``"HOST:6379"`` or ``"ray://HOST:10001"`` (Ray Client: needs ``ray[client]``).
         num_cpus: CPUs each task reserves (may be fractional; > 0).

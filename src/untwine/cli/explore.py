@@ -1,0 +1,63 @@
+"""``untwine explore RUN_DIR|PRETRAINED_NAME``: serve the latent explorer on 127.0.0.1 and open it."""
+
+from __future__ import annotations
+
+import argparse
+import webbrowser
+from pathlib import Path
+
+from . import UserError
+
+
+def resolve(target: str) -> Path:
+    """A run folder, or the folder of the shipped pretrained model of that name."""
+    from .. import pretrained
+
+    p = Path(target).expanduser()
+    if p.is_dir():
+        return p
+    if target in pretrained.names():
+        return pretrained.path(target)
+    known = ", ".join(pretrained.names()) or "none shipped"
+    raise UserError(f"{target!r} is neither a run folder nor a pretrained model (pretrained: {known})")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..explore.app import Server, bind, open_when_started
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    from ..data import load
+    from ..explore import Explorer
+    from ..train import load_run
+
+    run_dir = resolve(args.target)
+    try:
+        sock = bind(args.port)  # first, so a busy port fails before the slow loading
+    except OSError as e:
+        raise UserError(str(e)) from None
+    r = load_run(run_dir)
+    cfg = r.config
+    data = load(cfg.dataset, cfg.source, cfg.data_root)
+    print(f"encoding {args.samples} {cfg.dataset} images for the latent x factor mutual information...", flush=True)
+    server = Server(Explorer(r, data, samples=args.samples, seed=args.seed), sock=sock)
+    print(f"untwine explore: serving {r.dir} on {server.url} (Ctrl-C to stop)", flush=True)
+    if not args.no_browser:
+        open_when_started(server, webbrowser.open)
+    server.run()
+    return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explore",
+        help="interactive latent explorer in the browser (needs pip install 'untwine[explore]')",
+        description="Serve a page on 127.0.0.1 to pick inputs by their factors, move each latent "
+        "and watch the decoded image, see the latent x factor mutual information and traversals.",
+    )
+    p.add_argument("target", metavar="RUN_DIR|PRETRAINED_NAME", help="run folder or `untwine pretrained list` name")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--samples", type=int, default=10_000, help="images encoded for the MI matrix (default 10000, as MIG)")
+    p.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    p.set_defaults(func=run)

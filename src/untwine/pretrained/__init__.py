@@ -1,0 +1,165 @@
+"""Pretrained models shipped in the package: ``untwine.pretrained(NAME) -> Run``.
+
+Each model is a run folder under ``untwine/pretrained/models/NAME/`` that
+:func:`~untwine.train.load_run` (and so ``untwine evaluate``, the report's figures and
+``untwine explore``) reads as it is::
+
+    config.json                   the run's RunConfig (as trained)
+    summary.json                  the run's summary (steps, wall time, final losses)
+    metrics.json                  ``untwine evaluate`` of the run (MIG...)
+    metrics.jsonl                 the training log
+    COMMAND.txt                   the exact command that trained it
+    checkpoint/model.safetensors  the VAE's weights (metadata: arch, channels, latents, step)
+    checkpoint/state.pt           ``{"step": N}`` only: no optimizer state, no RNG state
+
+:func:`export` turns a finished run folder into such a folder (under :data:`MAX_BYTES`).
+The package itself is callable: ``untwine.pretrained(NAME)`` is :func:`load`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODELS_DIR = Path(__file__).parent / "models"
+MAX_BYTES = 5 * 1024 * 1024  # one shipped model folder, all files
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One line of ``untwine pretrained list``: what a shipped model is, read from its files."""
+
+    name: str
+    dataset: str
+    model: str
+    steps: int | None
+    mig: float | None
+
+    def line(self) -> str:
+        steps = f"{self.steps} steps" if self.steps is not None else "? steps"
+        mig = f"MIG {self.mig:.3f}" if self.mig is not None else "MIG ?"
+        return f"{self.name}  {self.dataset}  {self.model}  {steps}  {mig}"
+
+
+def names() -> list[str]:
+    """Names of the shipped models, sorted (empty while none is shipped)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def path(name: str) -> Path:
+    """The run folder of shipped model ``name``; ``KeyError`` listing the known names otherwise."""
+    known = names()
+    if name not in known:
+        have = f"known: {', '.join(known)}" if known else "no pretrained models are shipped in this version"
+        raise KeyError(f"unknown pretrained model {name!r}; {have} (see `untwine pretrained list`)")
+    return MODELS_DIR / name
+
+
+def load(name: str, device: str = "cpu") -> Any:
+    """The :class:`~untwine.train.Run` of shipped model ``name`` (as ``load_run(path(name))``)."""
+    from ..train import load_run
+
+    return load_run(path(name), device=device)
+
+
+def _read(p: Path) -> dict[str, Any]:
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def info(name: str) -> ModelInfo:
+    """Dataset, objective, training steps and MIG (from ``metrics.json``) of shipped model ``name``."""
+    d = path(name)
+    cfg, summary, metrics = _read(d / "config.json"), _read(d / "summary.json"), _read(d / "metrics.json")
+    mig = metrics.get("mig")
+    return ModelInfo(
+        name, str(cfg.get("dataset", "?")), str(cfg.get("model", "?")),
+        int(summary["steps"]) if "steps" in summary else None,
+        float(mig) if isinstance(mig, (int, float)) else None,
+    )
+
+
+def export(
+    run_dir: str | os.PathLike,
+    name: str,
+    command: str,
+    *,
+    metrics: str | os.PathLike | None = None,
+    models_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Copy finished run ``run_dir`` into ``models_dir/name`` (default :data:`MODELS_DIR`) as a
+    shipped model: weights without optimizer state, ``metrics.json`` (``metrics``, default
+    ``run_dir/metrics.json``: run ``untwine evaluate`` first) and ``COMMAND.txt`` = ``command``.
+
+    Raises ``ValueError``/``FileNotFoundError`` naming the problem (bad name, unfinished run, no
+    metrics, folder over :data:`MAX_BYTES`, existing model without ``overwrite``). Returns the folder.
+    """
+    import torch
+
+    from ..train import checkpoint, load_run
+
+    src = Path(run_dir).expanduser()
+    if not _NAME.match(name):
+        raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-' (e.g. beta-tcvae-dsprites)")
+    if not command.strip():
+        raise ValueError("command must be the exact command that trained the run (it goes into COMMAND.txt)")
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src} is not a run folder (no config.json)")
+    status = _read(src / "summary.json").get("status")
+    if status != "finished":
+        raise ValueError(f"{src} has not finished (summary.json status: {status}); finish it with `untwine train --resume --out {src}`")
+    ckpt = checkpoint.find(src)
+    if ckpt is None:
+        raise FileNotFoundError(f"{src} has no checkpoint")
+    m = Path(metrics).expanduser() if metrics is not None else src / "metrics.json"
+    if not m.is_file():
+        raise FileNotFoundError(f"{m} not found; run `untwine evaluate {src} --output {m}` first (or pass metrics=FILE)")
+    metrics_doc = json.loads(m.read_text())
+    root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
+    dest, tmp = root / name, root / f".{name}.tmp"
+    if dest.exists() and not overwrite:
+        raise ValueError(f"{dest} exists; pass overwrite=True (--force) to replace it")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "checkpoint").mkdir(parents=True)
+    try:
+        for f in ("config.json", "summary.json", "metrics.jsonl"):
+            if (src / f).is_file():
+                shutil.copyfile(src / f, tmp / f)
+        (tmp / "metrics.json").write_text(json.dumps(metrics_doc, indent=2) + "\n")
+        (tmp / "COMMAND.txt").write_text(command.strip() + "\n")
+        shutil.copyfile(ckpt / checkpoint.MODEL_FILE, tmp / "checkpoint" / checkpoint.MODEL_FILE)
+        step = int(checkpoint.model_metadata(ckpt)["step"])
+        torch.save({"step": step}, tmp / "checkpoint" / checkpoint.STATE_FILE)
+        size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+        if size > MAX_BYTES:
+            raise ValueError(f"{name}: the model folder is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit for shipped models")
+        load_run(tmp)  # the folder must load as a run
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
+__all__ = ["MAX_BYTES", "MODELS_DIR", "ModelInfo", "export", "info", "load", "names", "path"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, name: str, device: str = "cpu") -> Any:  # noqa: D102 - see load()
+        return load(name, device=device)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,381 @@
+"""One run's part of training: :class:`Job` (folder, data, model, objective, books, evaluation,
+NaN check, checkpoint, summary) and :func:`open_run` (config and folder checks, where it resumes).
+
+The loop (:mod:`untwine.train.loop`) drives K >= 1 jobs; every rule about one run (what is logged,
+when it evaluates and checkpoints, what a NaN or Ctrl-C does to its folder) is written here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from .. import __version__, objectives
+from ..data import BatchSampler, GroundTruthData, to_float, train_val_split
+from ..models import VAE
+from ..objectives import bernoulli_rec, kl_per_dim
+from ..objectives.tc import gaussian_tc
+from . import checkpoint
+from .config import RESUMABLE_CHANGES, RunConfig
+from .log import MeansRow, MetricsLog, RunningMeans, write_json
+from .resume import resume_point
+from .run import Run, load_run
+
+
+class Opened(NamedTuple):
+    """A run to train: its resolved config, the checkpoint to load (``None``: from scratch) and
+    the step training starts at."""
+
+    cfg: RunConfig
+    ckpt: Path | None
+    step: int
+
+
+def open_run(config: RunConfig, *, resume: bool, data: GroundTruthData | None) -> Run | Opened:
+    """Resolve ``config`` and check its folder: the finished :class:`Run` when there is nothing to
+    train, else what to train (where it resumes: :func:`untwine.train.resume.resume_point`)."""
+    if data is not None:
+        config = dataclasses.replace(config, dataset=data.name, source=data.source)
+    cfg = config.resolved(check_dataset=data is None)
+    out = Path(cfg.out)  # type: ignore[arg-type]
+    if checkpoint.find(out) is not None or (out / "summary.json").exists():
+        if not resume:
+            raise ValueError(
+                f"{out} already holds a run; pass resume=True (--resume) to continue it, "
+                "or choose another out folder"
+            )
+        if (out / "config.json").exists():
+            saved = RunConfig.from_json(out / "config.json")
+            # what was left automatic is what the run used: a resume computes the same way anywhere
+            if config.precision == "auto":
+                cfg = dataclasses.replace(cfg, precision=saved.precision)
+            if config.threads == 0:
+                cfg = dataclasses.replace(cfg, threads=saved.threads)
+            _check_same_run(saved, cfg, out)
+    if not resume:
+        return Opened(cfg, None, 0)
+    point = resume_point(out, cfg.steps)
+    if point.finished:
+        return load_run(out)
+    return Opened(cfg, point.checkpoint, point.step)
+
+
+class Job:
+    """One run's folder, data split, sampler, model, objective and bookkeeping.
+
+    The loop (:mod:`untwine.train.loop`) holds one job per run, K >= 1; its step strategy owns
+    the optimizer and the step itself, sets ``optimizer_state`` and ``rng_state`` (callables
+    giving what a checkpoint stores) and books each step (:meth:`record`); the loop calls
+    :meth:`start`, :meth:`initial_eval`, per step :meth:`after_step`, and finally
+    :meth:`finish`. ``saved`` is the checkpoint's ``state.pt`` dict when resuming; ``init_rng``
+    the torch RNG state just after the model and objective were initialised from the seed.
+
+    A strategy that books steps itself (a pack, for all its runs at once) calls :meth:`booked`
+    instead of :meth:`record`, having added the step's logs to ``running`` (which it may replace
+    by a :class:`~untwine.train.log.MeansRow`) and its loss to ``loss_buf`` (a ring: step ``s``'s
+    loss at ``s % len(loss_buf)``, at least ``log_every`` long; it may be a row of a shared
+    buffer, then ``host_losses`` gives that row on the host, so K runs' checks share one sync).
+    """
+
+    def __init__(self, cfg: RunConfig, ckpt: Path | None, data: GroundTruthData, device: torch.device) -> None:
+        self.cfg, self.data, self.device = cfg, data, device
+        self.out = out = Path(cfg.out)  # type: ignore[arg-type]
+        # ------------------------------------------------------------------ data
+        train_idx, val_idx = train_val_split(len(data), cfg.val_fraction, cfg.seed)
+        if len(train_idx) == 0 or len(val_idx) == 0:
+            raise ValueError(f"{data.name} has {len(data)} images: too few for val_fraction={cfg.val_fraction}")
+        self.train_size, self.val_size = len(train_idx), len(val_idx)
+        self.sampler = BatchSampler(data, cfg.batch_size, train_idx, seed=cfg.seed, device=device)
+        val_rows = np.sort(np.random.default_rng(cfg.seed).permutation(val_idx)[: cfg.eval_images])
+        self.val_x = to_float(data.images_at(torch.from_numpy(val_rows))).to(device)
+
+        # ------------------------------------------------------------------ model, objective
+        torch.manual_seed(cfg.seed)
+        self.model = VAE(cfg.arch, data.num_channels, cfg.latents).to(device)
+        self.channels_last = _use_channels_last(cfg.arch, device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = objectives.build(
+            cfg.model, dataset_size=self.train_size, latents=cfg.latents, **cfg.hparams
+        ).to(device)
+        self.tc_fn = _total_correlation()
+        self.init_rng = {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", cfg.to_dict())
+        self.meta = {"arch": cfg.arch, "channels": str(data.num_channels), "latents": str(cfg.latents)}
+
+        # ------------------------------------------------------------------ state (fresh or resumed)
+        self.step, self.elapsed = 0, 0.0
+        self.running: RunningMeans | MeansRow = RunningMeans()
+        self.last: dict[str, Any] = {"train": {}, "val": {}, "initial_val": {}}
+        self.log = MetricsLog(out / "metrics.jsonl")
+        self.saved: dict[str, Any] | None = None
+        if ckpt is not None:
+            state = self.saved = checkpoint.load_state(ckpt)
+            checkpoint.load_weights(ckpt, self.model, self.objective)
+            extra = self.objective.extra_optimizer
+            if extra is not None and state.get("extra_optimizer") is not None:
+                load_optimizer_state(extra, state["extra_optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.running.load_state_dict(state["running"], device)  # type: ignore[union-attr]
+            self.step, self.elapsed, self.last = int(state["step"]), float(state["elapsed_s"]), state["last"]
+            self.log.truncate_after(self.step)
+        elif self.log.path.exists():
+            self.log.path.unlink()
+        self.last_good: int | None = self.step if ckpt is not None else None
+        self.loss_buf = torch.zeros(cfg.log_every, device=device)
+        self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
+        self.since_check = 0
+        self.in_step = False
+        self.status, self.error = "finished", None
+        self.optimizer_state: Callable[[], dict[str, Any]] = dict
+        self.rng_state: Callable[[], dict[str, Any]] = checkpoint.rng_state
+
+    # ------------------------------------------------------------------ pieces of the loop
+    def start(self) -> None:
+        self.t_start = self.t_log = time.perf_counter()
+        self.step_log = self.step
+
+    def initial_eval(self) -> None:
+        if self.step == 0:
+            self.last["val"] = self.last["initial_val"] = self.evaluate()
+            self.log.write(0, "val", self.last["val"])
+
+    def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
+               logs: dict[str, torch.Tensor] | None = None) -> None:
+        """Book one finished training step (no host sync): ``outs`` are the step's ``x, mu,
+        logvar, z, logits``, from which the logged quantities are computed unless ``logs`` (what
+        :func:`_logs` gives) is passed."""
+        if logs is None:
+            logs = _logs(terms, *outs, self.tc_fn, self.train_size)
+        self.running.add(logs)  # type: ignore[union-attr]  # (a pack's MeansRow never records here)
+        self.loss_buf[self.step % len(self.loss_buf)] = terms["loss"].detach()
+        self.booked(terms)
+
+    def booked(self, terms: dict[str, torch.Tensor]) -> None:
+        """Count a finished step whose logs and loss the caller has booked (see the class doc)."""
+        self.terms = terms
+        self.since_check += 1
+        self.step += 1
+        self.in_step = False
+
+    def after_step(self) -> bool:
+        """NaN check (``FloatingPointError``) and speed every ``log_every`` steps; evaluation and
+        checkpoint when due. True when it logged (``ips`` is new)."""
+        cfg, step = self.cfg, self.step
+        evaluating = step % cfg.eval_every == 0 or step == cfg.steps  # type: ignore[operator]
+        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps  # type: ignore[operator]
+        logged = self.since_check == cfg.log_every or evaluating or saving
+        if logged:
+            self.check_finite()
+            now = time.perf_counter()
+            self.ips = (step - self.step_log) * cfg.batch_size / max(now - self.t_log, 1e-9)
+            self.t_log, self.step_log = now, step
+        if evaluating:
+            self.last["train"] = self.running.means()
+            self.running.reset()
+            self.last["val"] = self.evaluate()
+            self.log.write(step, "train", self.last["train"])
+            self.log.write(step, "val", self.last["val"])
+        if saving:
+            self.save()
+        return logged
+
+    def save(self) -> None:
+        extra = self.objective.extra_optimizer
+        checkpoint.save(self.out, model=self.model, objective=self.objective, metadata=self.meta, state={
+            "step": self.step,
+            "optimizer": self.optimizer_state(),
+            "extra_optimizer": extra.state_dict() if extra is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": self.rng_state(),
+            "running": self.running.state_dict(),
+            "elapsed_s": self.elapsed + time.perf_counter() - self.t_start,
+            "last": self.last,
+        })
+        self.last_good = self.step
+
+    def evaluate(self) -> dict[str, Any]:
+        """Validation terms on ``val_x`` (no grad; own RNG so training is not perturbed)."""
+        model, objective, val_x, cfg, step = self.model, self.objective, self.val_x, self.cfg, self.step
+        model.eval()
+        means = RunningMeans()
+        bs = min(cfg.batch_size, len(val_x))
+        cuda = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
+        codes = []
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(cfg.seed + step)
+            for i in range(0, len(val_x) - bs + 1, bs):
+                x = val_x[i : i + bs]
+                mu, logvar, z, logits = model(x)
+                terms = objective.terms(x, mu, logvar, z, logits, step)
+                means.add(_logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size))
+                codes.append(z.float())
+        model.train()
+        out = means.means()
+        # The reported validation TC: the Gaussian TC of all sampled codes (>= 0; see
+        # objectives.tc.REPORTED_TC); the minibatch estimate, biased negative at batch 64, is kept as tc_batch.
+        if "tc" in out:
+            out["tc_batch"] = out.pop("tc")
+        z_all = torch.cat(codes)
+        out["tc"] = float(gaussian_tc(z_all)) if z_all.shape[0] > z_all.shape[1] else float("nan")
+        return out
+
+    def losses_since_check(self) -> torch.Tensor:
+        """The losses of the steps since the last NaN check, oldest first, on the host (one sync)."""
+        ring = self.host_losses() if self.host_losses is not None else self.loss_buf.cpu()
+        start = (self.step - self.since_check) % len(ring)
+        return torch.cat([ring[start:], ring[:start]])[: self.since_check]
+
+    def check_finite(self) -> None:
+        """One host sync: raise if any loss since the last check was NaN/inf."""
+        losses = self.losses_since_check()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            first = self.step - self.since_check + int(bad[0]) + 1
+            where = (
+                f"the last good checkpoint (step {self.last_good}) is kept in {self.out / 'checkpoint'}"
+                if self.last_good is not None else "no checkpoint was saved before it"
+            )
+            raise FloatingPointError(
+                f"loss became {float(losses[int(bad[0])])} at step {first}; {where}. "
+                "Try a lower lr (or check the data and hyperparameters)."
+            )
+        self.since_check = 0
+
+    def interrupted(self) -> None:
+        """Ctrl-C: save a checkpoint if the last step completed and was finite; set the status."""
+        self.status = "interrupted"
+        if not self.in_step and _finite(self.losses_since_check()):
+            self.save()
+            msg = f"interrupted at step {self.step}; checkpoint saved"
+        else:
+            msg = f"interrupted during step {self.step + 1}; last checkpoint: step {self.last_good}"
+        self.error = f"{msg}. Resume with: untwine train --out {self.out} --resume"
+        print(f"\n{self.error}", file=sys.stderr)
+
+    def failed(self, e: BaseException) -> None:
+        self.status, self.error = "failed", f"{type(e).__name__}: {e}"
+
+    def finish(self) -> None:
+        """Write ``summary.json`` (whatever the status)."""
+        cfg, step = self.cfg, self.step
+        self.elapsed += time.perf_counter() - self.t_start
+        self.t_start = time.perf_counter()
+        write_json(self.out / "summary.json", {
+            "status": self.status,
+            **({"error": self.error} if self.error else {}),
+            "config": cfg.to_dict(),
+            "steps": step,
+            "train": self.last["train"],
+            "val": self.last["val"],
+            "initial_val": self.last["initial_val"],
+            "wall_time_s": self.elapsed,
+            "images_per_s": step * cfg.batch_size / max(self.elapsed, 1e-9),
+            "dataset": {"name": self.data.name, "source": self.data.source, "train_images": self.train_size,
+                        "val_images": self.val_size, "eval_images": len(self.val_x)},
+            "untwine_version": __version__,
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+        })
+
+    def result(self) -> Run:
+        self.model.eval()
+        summary = json.loads((self.out / "summary.json").read_text())
+        return Run(self.out, self.cfg, self.model, summary)
+
+
+def _logs(
+    terms: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    z: torch.Tensor,
+    logits: torch.Tensor,
+    tc_fn: Callable[..., torch.Tensor] | None,
+    dataset_size: int,
+) -> dict[str, torch.Tensor]:
+    """What is logged for one batch: the objective's terms plus ``rec``, ``kl`` (nats/image),
+    ``kl_dims`` (``D``), ``elbo = -(rec + kl)`` and a ``tc`` estimate, all detached."""
+    with torch.no_grad():
+        logs = {k: v.detach() for k, v in terms.items()}
+        mu, logvar = mu.detach(), logvar.detach()
+        kl_dims = kl_per_dim(mu, logvar)
+        if "rec" not in logs:
+            logs["rec"] = bernoulli_rec(logits.detach(), x)
+        if "kl" not in logs:
+            logs["kl"] = kl_dims.sum()
+        logs["kl_dims"] = kl_dims
+        logs["elbo"] = -(logs["rec"] + logs["kl"])
+        if "tc" not in logs and tc_fn is not None:
+            logs["tc"] = tc_fn(z.detach(), mu, logvar, dataset_size)
+    return logs
+
+
+def _total_correlation() -> Callable[..., torch.Tensor] | None:
+    try:
+        from ..objectives.tc import total_correlation
+    except ModuleNotFoundError as e:  # pragma: no cover - only while tc.py is missing
+        if e.name != "untwine.objectives.tc":
+            raise
+        return None
+    return total_correlation
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+def _use_channels_last(arch: str, device: torch.device) -> bool:
+    """channels_last: conv64 steps measured ~20-25% faster on CPU (1 thread, torch 2.13) and it
+    is the layout cuDNN prefers; the MLP gains nothing."""
+    return arch == "conv64"
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, then give every state tensor its parameter's memory
+    layout: the fused Adam kernel walks parameter and state memory in step, so a contiguous
+    ``exp_avg`` for a ``channels_last`` weight (e.g. a checkpoint written by ``train_packed``)
+    would be updated element-mismatched."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for k, v in optimizer.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    optimizer.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
+    a, b = saved.to_dict(), cfg.to_dict()
+    for k in a:
+        if k not in RESUMABLE_CHANGES and a[k] != b[k]:
+            raise ValueError(
+                f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
+                "settings (only steps, eval_every, checkpoint_every, log_every, device, compile and threads may change) "
+                "or choose another out folder"
+            )
+
+
+def make_adam(params: Any, cfg: RunConfig, device: torch.device) -> torch.optim.Adam:
+    """The run's Adam (``lr``, betas; the fused kernel where the device has one) over ``params``."""
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), **_adam_impl(device))
+
+
+def _adam_impl(device: torch.device) -> dict[str, bool]:
+    """The fused Adam kernel (CUDA, and CPU since torch 2.4): on CPU it was measured 4-8x faster
+    per step than ``foreach`` and the default for-loop (benchmarks/RESULTS.md); same arithmetic."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        fused_ok = device.type in _get_fused_kernels_supported_devices()
+    except ImportError:  # pragma: no cover - older torch
+        fused_ok = device.type == "cuda"
+    return {"fused": True} if fused_ok else {"foreach": True}

@@ -1,0 +1,99 @@
+"""CPU speed settings: precision="auto", the recorded thread count, one run per core in sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, squares
+from untwine.studies.study import parse_study
+from untwine.studies.sweep import default_jobs
+from untwine.train import RunConfig, load_run, train
+from untwine.train import speed
+
+
+def small(out, **kw) -> RunConfig:
+    base = dict(dataset=TINY, model="beta-vae", steps=4, batch_size=8, latents=3, eval_every=4,
+                eval_images=16, log_every=2, checkpoint_every=4, device="cpu", out=str(out))
+    return RunConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, native, expected):
+    monkeypatch.setattr(speed, "bf16_native", lambda device: native)
+    assert RunConfig(steps=10).resolved().precision == expected
+    # an explicit choice is kept whatever the hardware
+    assert RunConfig(steps=10, precision="fp32").resolved().precision == "fp32"
+    assert RunConfig(steps=10, precision="bf16").resolved().precision == "bf16"
+
+
+def test_bf16_native_reads_the_cpu_capabilities(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False, "amx_bf16": True}, raising=False)
+    assert speed.bf16_native("cpu") is True
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False, "amx_bf16": False}, raising=False)
+    assert speed.bf16_native("cpu") is False
+
+
+def test_bad_precision_and_threads_are_named():
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of auto, fp32, bf16"):
+        RunConfig(precision="fp16").validate(check_dataset=False)
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 0 \(0: torch's default\), got -1"):
+        RunConfig(threads=-1).validate(check_dataset=False)
+
+
+def test_the_run_records_what_it_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "bf16_native", lambda device: True)
+    run = train(small(tmp_path / "r", threads=0), progress=False, data=squares())
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["precision"] == "bf16" and run.config.precision == "bf16"
+    assert saved["threads"] == torch.get_num_threads() == 1  # conftest runs tests on one thread
+
+
+def test_threads_zero_resolves_to_torchs_count():
+    torch.set_num_threads(2)
+    assert RunConfig(steps=10).resolved().threads == 2
+    assert RunConfig(steps=10, threads=3).resolved().threads == 3
+
+
+def test_a_bf16_run_encodes_in_bf16_close_to_fp32(tmp_path):
+    run = load_run(train(small(tmp_path / "r", precision="bf16", steps=8), progress=False, data=squares()).dir)
+    assert run.precision is None and run.config.precision == "bf16"
+    x = squares().images[:64]
+    z_bf16 = run.encode(x)
+    run.precision = "fp32"
+    z_fp32 = run.encode(x)
+    assert z_bf16.dtype == np.float32 and z_bf16.shape == z_fp32.shape == (64, 3)
+    assert not np.array_equal(z_bf16, z_fp32)  # the bf16 path really ran
+    np.testing.assert_allclose(z_bf16, z_fp32, atol=0.05 * np.abs(z_fp32).max() + 1e-3)
+
+
+STUDY = """
+[study]
+name = "t"
+datasets = ["{ds}"]
+seeds = [0]
+[train]
+steps = 2
+{extra}
+[[models]]
+name = "beta-vae"
+"""
+
+
+def test_study_runs_default_to_one_thread_and_the_study_can_say_otherwise():
+    one = parse_study(STUDY.format(ds=TINY, extra=""))
+    assert [c.threads for c in one.runs()] == [1]
+    two = parse_study(STUDY.format(ds=TINY, extra="threads = 2"))
+    assert [c.threads for c in two.runs()] == [2]
+
+
+def test_default_jobs_fills_the_cores(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert default_jobs(20) == 8  # one 1-thread run per core
+    assert default_jobs(3) == 3
+    assert default_jobs(20, threads=2) == 4
+    assert default_jobs(20, threads=16) == 1

@@ -1,0 +1,105 @@
+"""Shipped pretrained models: export a finished run, list it, load it back, evaluate it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import untwine
+from untwine import pretrained
+from untwine.cli import main
+from untwine.train import RunConfig, load_run, train
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished tiny run with a metrics.json from `untwine evaluate --metrics mig`."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    cfg = RunConfig(dataset=TINY, model="beta-vae", arch="conv64", steps=4, batch_size=8, latents=3, eval_every=4,
+                    eval_images=16, log_every=2, device="cpu", out=str(out))
+    train(cfg, progress=False)
+    assert main(["evaluate", str(out), "--metrics", "mig", "--sizes", "num_train=200", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    d.mkdir()
+    monkeypatch.setattr(pretrained, "MODELS_DIR", d)
+    return d
+
+
+def test_export_list_path_load_round_trip(finished_run, models, capsys):
+    dest = pretrained.export(finished_run, "tiny-squares-vae", "untwine train --steps 4")
+    assert dest == models / "tiny-squares-vae"
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "COMMAND.txt", "checkpoint/model.safetensors", "checkpoint/state.pt", "config.json",
+        "metrics.json", "metrics.jsonl", "summary.json"]
+    assert torch.load(dest / "checkpoint" / "state.pt", weights_only=True) == {"step": 4}  # no optimizer
+    assert sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) < pretrained.MAX_BYTES
+    assert (dest / "COMMAND.txt").read_text() == "untwine train --steps 4\n"
+    mig = json.loads((finished_run / "metrics.json").read_text())["mig"]
+    assert json.loads((dest / "metrics.json").read_text())["mig"] == mig
+
+    assert pretrained.names() == ["tiny-squares-vae"]
+    assert main(["pretrained", "list"]) == 0
+    assert capsys.readouterr().out == f"tiny-squares-vae  {TINY}  beta-vae  4 steps  MIG {mig:.3f}\n"
+    assert main(["pretrained", "path", "tiny-squares-vae"]) == 0
+    assert capsys.readouterr().out == f"{dest}\n"
+
+    shipped, original = untwine.pretrained("tiny-squares-vae"), load_run(finished_run)
+    assert type(shipped) is type(original) and shipped.dir == dest
+    assert shipped.config == original.config and shipped.summary == original.summary
+    for a, b in zip(shipped.model.state_dict().values(), original.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_evaluate_accepts_the_shipped_folder(finished_run, models, tmp_path):
+    dest = pretrained.export(finished_run, "m", "cmd")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(pretrained.path("m")), "--metrics", "mig", "--sizes", "num_train=200",
+                 "--no-progress", "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["mig"] == json.loads((dest / "metrics.json").read_text())["mig"]
+
+
+def test_none_shipped_and_unknown_name(models, capsys):
+    assert main(["pretrained", "list"]) == 0
+    assert capsys.readouterr().out == "no pretrained models are shipped in this version of untwine\n"
+    assert main(["pretrained", "path", "nope"]) == 2
+    assert "unknown pretrained model 'nope'; no pretrained models are shipped" in capsys.readouterr().err
+    (models / "a").mkdir()
+    (models / "a" / "config.json").write_text("{}")
+    with pytest.raises(KeyError, match=r"unknown pretrained model 'nope'; known: a \(see `untwine pretrained list`\)"):
+        untwine.pretrained("nope")
+
+
+def test_export_refuses_bad_inputs(finished_run, models, tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="model name 'Bad Name' must be lower-case"):
+        pretrained.export(finished_run, "Bad Name", "cmd")
+    with pytest.raises(ValueError, match="command must be the exact command"):
+        pretrained.export(finished_run, "m", "  ")
+    with pytest.raises(FileNotFoundError, match=r"not found; run `untwine evaluate .* first"):
+        pretrained.export(finished_run, "m", "cmd", metrics=tmp_path / "none.json")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((finished_run / "config.json").read_text())
+    (unfinished / "summary.json").write_text('{"status": "interrupted"}')
+    with pytest.raises(ValueError, match=r"has not finished \(summary.json status: interrupted\)"):
+        pretrained.export(unfinished, "m", "cmd")
+    monkeypatch.setattr(pretrained, "MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"m: the model folder is .* MiB, over the 0 MiB limit"):
+        pretrained.export(finished_run, "m", "cmd")
+    assert list(models.iterdir()) == []  # nothing half-written left
+    monkeypatch.undo()
+    monkeypatch.setattr(pretrained, "MODELS_DIR", models)
+    assert main(["pretrained", "export", str(finished_run), "m", "--command", "cmd"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["pretrained", "export", str(finished_run), "m", "--command", "cmd"]) == 2
+    assert "exists; pass overwrite=True (--force) to replace it" in capsys.readouterr().err
+    assert main(["pretrained", "export", str(finished_run), "m", "--command", "cmd2", "--force"]) == 0
+    assert (models / "m" / "COMMAND.txt").read_text() == "cmd2\n"
