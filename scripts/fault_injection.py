@@ -270,7 +270,7 @@ class Command:
     kind: str  # "train" or "sweep"
     out: Path
     study: Path | None = None
-    steps: int = 40
+    steps: int = 20
     attempts: int = 0
     kills: int = 0
     done: bool = False
@@ -311,7 +311,7 @@ def landed_at(events: list[tuple[float, str]]) -> str:
     """Where a process whose events are ``events`` was when it died: ``phase[/operation]``;
     outside the phases: ``loop`` (between training steps), ``between`` (e.g. between a sweep's
     runs), ``startup`` (no event yet). A file operation cut short is ``write, mid-file`` or
-    ``append, mid-line``."""
+    ``append, mid-line``; ``phase/after rename``: between two operations of the phase."""
     stack: list[str] = []
     last_left = ""
     pieces = 0
@@ -337,7 +337,10 @@ def landed_at(events: list[tuple[float, str]]) -> str:
     if not tops:
         where = "loop" if last_left in ("open", "step", "log", "eval", "checkpoint") else "between"
         return f"{where}/{inner}" if inner else where
-    return tops[-1] if inner == tops[-1] else f"{tops[-1]}/{inner}"
+    if inner == tops[-1]:  # between two operations of the phase: say which one just ended
+        last = events[-1][1]
+        return f"{inner}/after {last[1:]}" if last[0] == "-" and last[1:] not in PHASES else inner
+    return f"{tops[-1]}/{inner}"
 
 
 def run_attempt(cmd: Command, logs: Path, plan: dict[str, Any] | None, delay: float) -> Attempt:
@@ -493,8 +496,8 @@ def leftovers(folder: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the campaign
-def campaign(workdir: Path, kills: int = 60, seed: int = 16, per_folder: int = 5, train_steps: int = 40,
-             sweep_steps: int = 20, delay: float = 0.005, say: Callable[[str], None] = print) -> dict[str, Any]:
+def campaign(workdir: Path, kills: int = 60, seed: int = 16, per_folder: int = 4, train_steps: int = 20,
+             sweep_steps: int = 10, delay: float = 0.005, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole fault-injection campaign under ``workdir``; its figures (see the module doc)."""
     t0 = time.time()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -517,8 +520,8 @@ def campaign(workdir: Path, kills: int = 60, seed: int = 16, per_folder: int = 5
             raise RuntimeError(f"the uninterrupted {kind} failed (exit {a.returncode}); see {logs}")
         profiles[kind] = Profile.of(a.events)
         say(f"[{time.time() - t0:5.0f} s] reference {kind}: {profiles[kind].span:.1f} s of work, phases "
-            + ", ".join(f"{p} {profiles[kind].counts[p]} x {1000 * profiles[kind].length[p]:.0f} ms"
-                        for p in PHASES if p in profiles[kind].counts))
+            + ", ".join(f"{p} {profiles[kind].counts[p]} x {1000 * profiles[kind].length[p]:.0f} ms "
+                        f"({profiles[kind].n_events[p]} events)" for p in PHASES if p in profiles[kind].counts))
 
     folders: dict[str, list[Command]] = {"train": [], "sweep": []}
     landed: Counter[str] = Counter()
@@ -626,9 +629,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=60, help="SIGKILLs in all (default 60)")
     ap.add_argument("--seed", type=int, default=16, help="seed of the kill plans (default 16)")
-    ap.add_argument("--per-folder", type=int, default=5, help="kills per folder before a fresh one (default 5)")
-    ap.add_argument("--train-steps", type=int, default=40, help="steps of the train run (default 40)")
-    ap.add_argument("--sweep-steps", type=int, default=20, help="steps of each sweep run (default 20)")
+    ap.add_argument("--per-folder", type=int, default=4, help="kills per folder before a fresh one (default 4)")
+    ap.add_argument("--train-steps", type=int, default=20, help="steps of the train run (default 20)")
+    ap.add_argument("--sweep-steps", type=int, default=10, help="steps of each sweep run (default 10)")
     ap.add_argument("--delay", type=float, default=0.005, help="slow-motion pause, seconds (default 0.005)")
     ap.add_argument("--workdir", default=None, help="folder for the runs (default: a temp dir)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")

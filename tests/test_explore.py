@@ -11,7 +11,6 @@ import io
 import json
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.request
 

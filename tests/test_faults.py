@@ -47,6 +47,8 @@ def test_where_a_kill_landed_is_read_from_the_events(fi):
     assert fi.landed_at(ev("+log", "+append", "~piece")) == "log/append, mid-line"
     assert fi.landed_at(ev("+summary", "-summary", "+write")) == "between/write"
     assert fi.landed_at(ev("+summary", "-summary", "+results", "+write", "~piece")) == "results/write, mid-file"
+    assert fi.landed_at(ev("+results", "+write", "~piece", "~piece", "~piece", "-write")) == "results/after write"
+    assert fi.landed_at(ev("+checkpoint", "+rename", "-rename")) == "checkpoint/after rename"
 
 
 def test_a_cut_short_last_log_line_is_removed_before_the_next_append(tmp_path):
@@ -73,9 +75,12 @@ def test_sigkilled_train_and_sweep_resume_to_the_uninterrupted_results(fi, tmp_p
                       say=lambda s: None)
     assert fig["difference_list"] == []
     assert fig["failed_reruns"] == 0
-    assert (fig["kills_train"], fig["kills_sweep"]) == (2, 2)
+    assert fig["kills"] == 4 and fig["kills_train"] >= 1 and fig["kills_sweep"] >= 1
     assert fig["resumes"] >= 4
     assert sum(fig["landed"].values()) == 4
 
 
-SEED = 16
+# Seed 24's plans are all targeted (the same kill points on any machine load): a train run inside
+# its first checkpoint save (twice), a sweep mid-way through writing results.csv and in a run's
+# disentanglement evaluation.
+SEED = 24

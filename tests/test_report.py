@@ -231,6 +231,20 @@ def test_reference_comparison_known_answers():
     assert "| gamma | seeds | rec: ours | rec: theirs |" in md and "**Trends.** Spearman" in md
 
 
+def test_reference_trend_figure_has_one_panel_per_column_and_mig():
+    from untwine.report.reference import compare, trend_figure
+
+    study = parse_study(REF_STUDY)
+    fig = trend_figure(compare(study.references[0], _ref_rows(), study), _ref_rows())
+    used = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_ylabel() for ax in used] == ["rec", "TC", "MIG"]
+    rec = used[0]
+    ours, theirs = rec.get_lines()[0], rec.get_lines()[-1]
+    assert list(ours.get_xdata()) == [1.0, 2.0, 4.0, 8.0] and list(ours.get_ydata()) == [21.0, 25.0, 30.0, 31.0]
+    assert list(theirs.get_xdata()) == [1.0, 2.0, 4.0, 64.0] and list(theirs.get_ydata()) == [30.0, 40.0, 45.0, 56.0]
+    assert rec.get_xscale() == "log"
+
+
 def test_report_cli_markdown_and_references_file(toy_sweep, tmp_path):
     other = tmp_path / "refs.toml"
     other.write_text(STUDY.replace('rows = [[1, 100.0], [4, 200.0]]', 'rows = [[1, 7.5]]'))

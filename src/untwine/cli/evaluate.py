@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +24,9 @@ def _parse_sizes(text: str | None) -> dict[str, Any]:
     return out
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
-
-
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate
+    from ..train.log import write_json
 
     run_dir = Path(args.run_dir).expanduser()
     if not run_dir.is_dir():
@@ -61,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         code_table={"auto": "auto", "on": True, "off": False}[args.code_table],
     )
     out = Path(args.output) if args.output else run_dir / "metrics.json"
-    out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    write_json(out, result)
     shown = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "seed"}
     for k, v in shown.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..data.protocol import GroundTruthData
 from ..metrics import mig
-from ..report.figures import latent_order
+from ..report.figures import category_names, latent_order
 from ..train.run import Run
 
 INACTIVE_KL = 0.01  # nats: a latent whose KL is below this carries (almost) nothing
@@ -114,7 +114,8 @@ class Explorer:
         return {
             "run": {"dir": str(self.run.dir), "dataset": self.data.name, "model": cfg.model, "arch": cfg.arch,
                     "steps": self.run.summary.get("steps"), "mig_sample": self.mig, "samples": self.samples},
-            "factors": [{"name": n, "size": s} for n, s in zip(self.data.factor_names, self.data.factor_sizes)],
+            "factors": [{"name": n, "size": s, "values": category_names(self.data, k)}  # names of categories, or null
+                        for k, (n, s) in enumerate(zip(self.data.factor_names, self.data.factor_sizes))],
             "latents": [vars(lat) for lat in self.latents],
             "nmi": [[float(v) for v in self.nmi[d]] for d in self.order],
             "mi_nats": [[float(v) for v in self.mutual_info[d]] for d in self.order],

@@ -1,5 +1,8 @@
 """A fast, exact re-implementation of ``sklearn.ensemble.GradientBoostingClassifier()`` for DCI.
 
+(Longer than the project's ~500-line guide on purpose: one estimator whose every rule must match
+scikit-learn's, kept in one file so it can be read against scikit-learn's sources side by side.)
+
 DCI (disentanglement_lib) fits, per factor, a ``GradientBoostingClassifier`` with default
 parameters on the codes and reads ``feature_importances_`` and the train/test accuracy.
 :func:`fit_gbt` returns the same three quantities for the same estimator: log-loss, 100 stages,

@@ -24,7 +24,7 @@ def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
     import untwine.data
     from untwine.metrics import evaluate
     from untwine.models import VAE
-    from untwine.studies.execute import _jsonable, write_json
+    from untwine.train.log import jsonable as _jsonable, write_json
     from untwine.train import RunConfig
 
     kw = next(kw for name, kw in study.expand() if kw["dataset"] == dataset)

@@ -211,6 +211,12 @@ def draw_figures(rep: Report) -> None:
     _add(rep, "metric_vs_hparam", "Metrics vs hyperparameter",
          "Each metric against the swept hyperparameter: mean ± std over seeds (line), seeds (dots).",
          lambda: F.metric_vs_hparam(fin, metrics, extra))
+    for comp in rep.references:
+        _add(rep, f"reference_{comp.reference.name}", f"Published vs ours: {comp.reference.title}",
+             f"Each column of the published table ({comp.reference.citation}) against {comp.reference.hparam}: "
+             "ours (mean ± std over seeds, solid) and theirs (dashed), plus our MIG. Levels may differ in units "
+             "and training length (see the table's notes); compare the trends.",
+             lambda comp=comp: R.trend_figure(comp, fin))
     if extra:
         _add(rep, "mean_abs_latent", "Mean |latent| vs hyperparameter",
              "Mean absolute value of the mean codes (512 images, all latents): stronger KL pressure "

@@ -136,6 +136,54 @@ def compare(ref: Reference, rows: Sequence[dict[str, Any]], study: Study | None 
     return Comparison(ref, t, trend, notes)
 
 
+def trend_figure(comp: Comparison, rows: Sequence[dict[str, Any]]) -> Any:
+    """One panel per column of the reference table (and MIG): ours (mean ± std over seeds, solid)
+    and theirs (dashed) against the hyperparameter (log2 axis when all values are > 0); ``None``
+    when neither side has a number. Returns a matplotlib ``Figure``."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = comp.reference
+    ours = _ours(rows, ref.dataset, ref.model, ref.hparam)
+    cols = [(c.name, c.ours, j) for j, c in enumerate(ref.columns)]
+    cols += [(COLUMN_LABELS.get(c, c), c, None) for c in ALWAYS_TREND if c not in {x.ours for x in ref.columns}]
+    panels = []
+    for label, ours_col, j in cols:
+        mine = [(v, Stat.of([r.get(ours_col) for r in ours[v]])) for v in sorted(ours)]
+        mine = [(v, st) for v, st in mine if st is not None]
+        theirs = [] if j is None else [(v, vals[j]) for v, vals in sorted(ref.rows.items()) if vals[j] is not None]
+        if mine or theirs:
+            panels.append((label, mine, theirs))
+    if not panels:
+        return None
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.1 * nrows), squeeze=False)
+    values = [v for _, m, t in panels for v, _ in (*m, *t)]
+    for ax, (label, mine, theirs) in zip(axes.flat, panels):
+        if mine:
+            ax.errorbar([v for v, _ in mine], [st.mean for _, st in mine],
+                        yerr=[st.std if math.isfinite(st.std) else 0.0 for _, st in mine],
+                        marker="o", capsize=3, label="ours")
+        if theirs:
+            ax.plot([v for v, _ in theirs], [t for _, t in theirs], "--x", color="C3", label="theirs (published)")
+        if values and min(values) > 0:
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_value(v)))
+        ax.set_xlabel(ref.hparam)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{ref.title}: ours vs published ({ref.dataset}, {ref.model})")
+    fig.tight_layout()
+    return fig
+
+
 def claim_line(claim: Claim, rows: Sequence[dict[str, Any]]) -> str:
     """One line: the published scalar and ours (``statistic`` over settings of the seed mean)."""
     groups: dict[tuple, list[dict]] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
-from untwine.train.files import write_text
+from untwine.train.log import jsonable as _jsonable, write_json
 
 FAILED = "failed.json"
 
@@ -229,7 +229,6 @@ def _start_step(run_dir: Path, cfg: Any) -> int | None:
 
 def _evaluate(run: Any, data: Any, spec: RunSpec) -> dict[str, Any]:
     from untwine.metrics import evaluate
-
     from untwine.train.speed import torch_threads
 
     extra = {"dci_backend": spec.dci_backend} if spec.dci_backend != "exact" else {}
@@ -246,31 +245,12 @@ def _data(cfg: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- files
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (:func:`untwine.train.files.write_text`: a full disk is a clear
-    error and leaves the previous file), making the folder; numpy
-    values become Python numbers (NaN stays NaN, as ``json.dumps`` writes it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
-
-
 def _read_json(path: Path) -> Any:
+    """A JSON file, or ``None`` if missing or damaged: for *checks* only (is the run finished?); a
+    damaged file then gets its clear error from the reader that needs it (``untwine.train.files``)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def _jsonable(obj: Any) -> Any:
-    """numpy scalars/arrays -> Python numbers/lists (recursively)."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

@@ -64,7 +64,9 @@ def metric_values(metrics_json: Any) -> dict[str, float]:
     """The metric numbers of a ``metrics.json`` (timings and settings left out)."""
     if not isinstance(metrics_json, dict):
         return {}
-    return _scalars({k: v for k, v in metrics_json.items() if k not in SKIP_METRIC_KEYS})
+    kept = {k: v for k, v in metrics_json.items() if k not in SKIP_METRIC_KEYS}
+    # an undefined metric is written as null (JSON has no NaN) and shown as nan
+    return _scalars({k: float("nan") if v is None else v for k, v in kept.items()})
 
 
 def validation_terms(val: Any) -> dict[str, float]:

@@ -166,7 +166,7 @@ class MetricsLog:
         for i, (_, row) in enumerate(out):
             if not isinstance(row.get("step"), int) or not isinstance(row.get("split"), str):
                 raise files.damaged(self.path, f"row {i + 1} has no integer \"step\" and string \"split\"",
-                                    f"delete that line (or the whole file, losing the log but not the run)")
+                                    "delete that line (or the whole file, losing the log but not the run)")
         return out
 
     def truncate_after(self, step: int) -> None:
@@ -188,8 +188,29 @@ def write_atomic(path: Path, text: str) -> None:
     files.write_text(path, text)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(_clean(obj), indent=2) + "\n")
+def jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays -> Python numbers/lists (recursively, dict keys as strings)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """The one JSON writer of run and sweep folders (config, summary, metrics.json, failed.json,
+    study.json...): atomic (a full disk is a clear error, the old file intact), the folder made,
+    numpy values as Python numbers, NaN/inf as null (standard JSON; results.csv shows an undefined
+    metric as ``nan``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(_clean(jsonable(obj)), indent=2) + "\n")
 
 
 class Progress:
