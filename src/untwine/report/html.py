@@ -18,6 +18,7 @@ from string import Template
 from typing import Any, Callable
 
 from ..studies.results import collect
+from ..train import files
 from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
 from . import reference as R
@@ -246,8 +247,7 @@ def environment(rep: Report) -> list[tuple[str, str]]:
     evals = [_read_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
     eval_s = sum(float(e.get("wall_time_s") or 0) for e in evals)
     devices = sorted({str(s.get("device") or (s.get("config") or {}).get("device", "")) for s in sums} - {""})
-    log = [json.loads(line) for line in (rep.root / "sweep_log.jsonl").read_text().splitlines()
-           if line.strip()] if (rep.root / "sweep_log.jsonl").is_file() else []
+    log = files.read_jsonl(rep.root / "sweep_log.jsonl") if (rep.root / "sweep_log.jsonl").is_file() else []
     env = [
         ("untwine", __version__),
         ("python", platform.python_version()),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..metrics.baseline import random_baseline
+from ..train import files
 from .execute import (FAILED, RunOutcome, RunSpec, Unit, _config, execute_pack,
                       execute_run, execute_unit, finish_run, is_finished, record_failure, unit_specs,
                       write_json)
@@ -112,7 +113,7 @@ def sweep(
         raise ValueError(f"--pack must be >= 1, got {pack}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "study.toml").write_text(study.text, encoding="utf-8")
+    files.write_text(root / "study.toml", study.text)
     write_json(root / "study.json", study_dict(study))
     specs = specs_for(study, root)
     pending = [s for s in specs if not is_finished(s.dir)]
@@ -186,8 +187,7 @@ def _append_sweep_log(root: Path, backend: str, jobs: int, wall: float, outcomes
         "host": platform.node(),
         "counts": {s: sum(o.status == s for o in outcomes.values()) for s in ("finished", "skipped", "failed")},
     }
-    with open(root / "sweep_log.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+    files.append_line(root / "sweep_log.jsonl", json.dumps(entry))
 
 
 Executor = Callable[[RunSpec], RunOutcome]

@@ -61,6 +61,7 @@ def open_run(config: RunConfig, *, resume: bool, data: GroundTruthData | None) -
             _check_same_run(saved, cfg, out)
     if not resume:
         return Opened(cfg, None, 0)
+    checkpoint.settle(out)  # finish or undo a checkpoint save that a kill interrupted
     point = resume_point(out, cfg.steps)
     if point.finished:
         return load_run(out)
