@@ -21,10 +21,12 @@ def small(out, **kw) -> RunConfig:
     return RunConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_follows_the_hardware(monkeypatch, native, expected):
+@pytest.mark.parametrize("native, pays, expected", [(True, True, "bf16"), (False, True, "fp32"),
+                                                    (True, False, "fp32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, native, pays, expected):
     monkeypatch.setattr(speed, "bf16_native", lambda device: native)
-    assert RunConfig(steps=10).resolved().precision == expected
+    monkeypatch.setattr(speed, "CPU_BF16_PAYS", pays)
+    assert RunConfig(steps=10, device="cpu").resolved().precision == expected
     # an explicit choice is kept whatever the hardware
     assert RunConfig(steps=10, precision="fp32").resolved().precision == "fp32"
     assert RunConfig(steps=10, precision="bf16").resolved().precision == "bf16"
@@ -46,6 +48,7 @@ def test_bad_precision_and_threads_are_named():
 
 def test_the_run_records_what_it_used(tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "bf16_native", lambda device: True)
+    monkeypatch.setattr(speed, "CPU_BF16_PAYS", True)
     run = train(small(tmp_path / "r", threads=0), progress=False, data=squares())
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["precision"] == "bf16" and run.config.precision == "bf16"

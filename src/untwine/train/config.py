@@ -49,9 +49,9 @@ class RunConfig:
     ``torch.compile``: ``"on"`` picks ``"reduce-overhead"`` (CUDA graphs) on CUDA and
     ``"default"`` on CPU, or name a ``torch.compile`` mode; the first steps pay the compilation. ``precision =
     "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32);
-    ``"auto"`` (the default) is resolved to ``"bf16"`` where the hardware computes bfloat16 natively
-    (:func:`untwine.train.speed.bf16_native`: CUDA with bf16 support, CPUs with AVX512-BF16 or AMX)
-    and ``"fp32"`` elsewhere; the resolved value is what ``config.json`` records.
+    ``"auto"`` (the default) is resolved by :func:`untwine.train.speed.resolve_precision`: ``"bf16"``
+    on CUDA devices with native bfloat16, ``"fp32"`` elsewhere (on CPUs bf16 was measured slower in
+    this trainer, docs/speed.md); the resolved value is what ``config.json`` records.
     ``threads``: torch intra-op threads for this run (results depend on it in the last float bits,
     so it is recorded like the seed); ``0`` resolves to torch's default for this process
     (``torch.get_num_threads()``: the physical cores, or ``OMP_NUM_THREADS``).

@@ -66,14 +66,24 @@ def bf16_native(device: str | torch.device) -> bool:
     return False
 
 
+# Whether bf16 autocast pays in *this trainer's* step on a CPU with native bf16. Measured on the
+# 2-core AVX512-BF16 test machine (benchmarks/bench_precision.py, 2026-11-29): untwine train in
+# bf16 ran at 0.79x (2 threads) and 0.78x (1 thread) the images/s of fp32, although a bare conv64
+# step was reported 1.57x faster under autocast: until the trainer's bf16 path is shown to pay,
+# "auto" keeps CPUs in fp32.
+CPU_BF16_PAYS = False
+
+
 def resolve_precision(setting: str, device: str) -> str:
     """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` where
-    :func:`bf16_native` holds for ``device`` (``"auto"``: CUDA if available, else CPU)."""
+    :func:`bf16_native` holds for ``device`` (``"auto"``: CUDA if available, else CPU) and bf16 is
+    measured to pay there (CUDA; a CPU only with :data:`CPU_BF16_PAYS`), else ``"fp32"``."""
     if setting != "auto":
         return setting
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if bf16_native(device) else "fp32"
+    pays = torch.device(device).type == "cuda" or CPU_BF16_PAYS
+    return "bf16" if pays and bf16_native(device) else "fp32"
 
 
 def compile_mode(setting: str, device: torch.device) -> str | None:
