@@ -1,5 +1,5 @@
-"""CPU precision: ``untwine train`` with its default precision (``auto``: bf16 on CPUs with
-AVX512-BF16/AMX) against ``--precision fp32`` and against a plain float32 PyTorch loop, then
+"""CPU precision: ``untwine train`` with its default precision (``auto``: bf16 on CPUs where
+``speed.measure_cpu_bf16`` finds it >= 1.1x faster, printed first) and with ``--precision bf16`` against ``--precision fp32`` and against a plain float32 PyTorch loop, then
 whether bf16 learns and evaluates the same.
 
 Usage::
@@ -8,9 +8,9 @@ Usage::
         [--learn-steps 600] [--no-learn] [--quick]
 
 Speed part: each measurement is a fresh subprocess, the variants interleaved over ``--repeats``
-rounds (default, fp32, plain), ratios taken within a round, medians printed:
+rounds (default, fp32, bf16, plain), ratios taken within a round, medians printed:
 
-* ``default`` / ``fp32``: ``untwine train`` (beta-VAE, batch 64, procedural dSprites, conv64)
+* ``default`` / ``fp32`` / ``bf16``: ``untwine train`` (beta-VAE, batch 64, procedural dSprites, conv64)
   for ``--steps`` steps with one evaluation and one checkpoint (``--eval-every`` and
   ``--checkpoint-every`` = steps); the figure is the run's own ``summary.json`` ``images_per_s``.
 * ``plain``: ``bench_train.py``'s plain float32 loop (same architecture, ``loss.item()`` every
@@ -65,13 +65,14 @@ def run_plain(steps: int, threads: int) -> float:
 
 
 def speed_part(a: argparse.Namespace, tmp: Path) -> None:
-    res: dict[str, list[float]] = {"default": [], "fp32": [], "plain": []}
+    res: dict[str, list[float]] = {"default": [], "fp32": [], "bf16": [], "plain": []}
     precision = None
     for r in range(a.repeats):
         s = run_untwine(tmp / f"d{r}", a.steps, a.threads, None)
         precision = json.loads((tmp / f"d{r}" / "config.json").read_text())["precision"]
         res["default"].append(s["images_per_s"])
         res["fp32"].append(run_untwine(tmp / f"f{r}", a.steps, a.threads, "fp32")["images_per_s"])
+        res["bf16"].append(run_untwine(tmp / f"b{r}", a.steps, a.threads, "bf16")["images_per_s"])
         res["plain"].append(run_plain(a.steps, a.threads))
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
     print(f"default precision resolved to: {precision}")
@@ -80,9 +81,11 @@ def speed_part(a: argparse.Namespace, tmp: Path) -> None:
     r1 = statistics.median(x / y for x, y in zip(res["default"], res["fp32"]))
     r2 = statistics.median(x / y for x, y in zip(res["default"], res["plain"]))
     r3 = statistics.median(x / y for x, y in zip(res["fp32"], res["plain"]))
+    r4 = statistics.median(x / y for x, y in zip(res["bf16"], res["fp32"]))
     print(f"ratio untwine default / untwine --precision fp32 (images/s): {r1:.3f} (target >= 1.4: {'met' if r1 >= 1.4 else 'NOT met'})")
     print(f"ratio untwine default / plain fp32 loop (images/s): {r2:.3f} (target >= 2.0: {'met' if r2 >= 2.0 else 'NOT met'})")
     print(f"ratio untwine fp32 / plain fp32 loop (images/s): {r3:.3f}")
+    print(f"ratio untwine --precision bf16 / --precision fp32 (images/s): {r4:.3f}")
 
 
 def learn_part(a: argparse.Namespace, tmp: Path) -> None:
@@ -134,12 +137,15 @@ def main() -> int:
 
     import torch
 
-    from untwine.train.speed import bf16_native
+    from untwine.train.speed import bf16_native, cpu_model, measure_cpu_bf16
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"bench_precision: torch {torch.__version__}, {os.cpu_count()} CPUs, threads "
           f"{a.threads or torch.get_num_threads()}, CPU bf16 native: {bf16_native('cpu')}, "
           f"{a.steps} steps x {a.repeats} rounds, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    threads = a.threads or torch.get_num_threads()
+    print(f"CPU: {cpu_model()}; bare conv64 step bf16 / fp32 (speed.measure_cpu_bf16, what precision=auto "
+          f"decides from): {measure_cpu_bf16(threads, rounds=5):.3f}")
     with tempfile.TemporaryDirectory() as d:
         speed_part(a, Path(d))
         if not a.no_learn:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from untwine import data
+
+# precision="auto" would measure bf16 against fp32 on CPUs with bf16 instructions (and cache the
+# answer in ~/.cache): tests, and the commands they start, run fp32 whatever the machine.
+os.environ.setdefault("UNTWINE_CPU_BF16", "0")
 
 TINY = "tiny-squares"
 

@@ -21,15 +21,56 @@ def small(out, **kw) -> RunConfig:
     return RunConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("native, pays, expected", [(True, True, "bf16"), (False, True, "fp32"),
-                                                    (True, False, "fp32")])
-def test_auto_precision_follows_the_hardware(monkeypatch, native, pays, expected):
+@pytest.mark.parametrize("native, speedup, expected", [(True, 1.5, "bf16"), (False, 1.5, "fp32"),
+                                                       (True, 0.85, "fp32"), (True, 1.05, "fp32")])
+def test_auto_precision_is_measured_once_per_cpu(monkeypatch, tmp_path, capsys, native, speedup, expected):
+    monkeypatch.delenv("UNTWINE_CPU_BF16")
+    monkeypatch.setenv("UNTWINE_CACHE", str(tmp_path))
     monkeypatch.setattr(speed, "bf16_native", lambda device: native)
-    monkeypatch.setattr(speed, "CPU_BF16_PAYS", pays)
-    assert RunConfig(steps=10, device="cpu").resolved().precision == expected
+    calls = []
+    monkeypatch.setattr(speed, "measure_cpu_bf16", lambda threads: calls.append(threads) or speedup)
+    assert RunConfig(steps=10, device="cpu", threads=2).resolved().precision == expected
+    assert RunConfig(steps=10, device="cpu", threads=2).resolved().precision == expected
+    assert calls == ([2] if native else [])  # measured once, then read from the cache
+    if native:
+        cached = json.loads((tmp_path / "cpu_precision.json").read_text())
+        (entry,) = cached.values()
+        assert entry["bf16_speedup"] == speedup and "threads 2" in next(iter(cached))
+        assert "measuring once whether bfloat16 pays" in capsys.readouterr().err
+        RunConfig(steps=10, device="cpu", threads=1).resolved()  # another thread count: measured again
+        assert calls == [2, 1]
     # an explicit choice is kept whatever the hardware
     assert RunConfig(steps=10, precision="fp32").resolved().precision == "fp32"
     assert RunConfig(steps=10, precision="bf16").resolved().precision == "bf16"
+
+
+def test_the_environment_answers_without_measuring(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNTWINE_CACHE", str(tmp_path))
+    monkeypatch.setattr(speed, "measure_cpu_bf16", lambda threads: pytest.fail("measured"))
+    monkeypatch.setenv("UNTWINE_CPU_BF16", "1")
+    assert RunConfig(steps=10, device="cpu").resolved().precision == "bf16"
+    monkeypatch.setenv("UNTWINE_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match=r"UNTWINE_CPU_BF16 must be 1 \(use bf16 on this CPU\) or 0 \(use fp32\), got 'yes'"):
+        RunConfig(steps=10, device="cpu").resolved()
+
+
+def test_a_damaged_cache_is_measured_again(monkeypatch, tmp_path):
+    monkeypatch.delenv("UNTWINE_CPU_BF16")
+    monkeypatch.setenv("UNTWINE_CACHE", str(tmp_path))
+    monkeypatch.setattr(speed, "bf16_native", lambda device: True)
+    monkeypatch.setattr(speed, "measure_cpu_bf16", lambda threads: 2.0)
+    (tmp_path / "cpu_precision.json").write_text('{"torn')
+    assert speed.cpu_bf16_pays(1) is True
+    assert list(json.loads((tmp_path / "cpu_precision.json").read_text()).values())[0]["bf16_speedup"] == 2.0
+
+
+def test_the_measurement_times_both_precisions_and_keeps_the_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ratio = speed.measure_cpu_bf16(1, rounds=1, steps=1)
+    assert 0.1 < ratio < 10
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_bf16_native_reads_the_cpu_capabilities(monkeypatch):
@@ -47,8 +88,7 @@ def test_bad_precision_and_threads_are_named():
 
 
 def test_the_run_records_what_it_used(tmp_path, monkeypatch):
-    monkeypatch.setattr(speed, "bf16_native", lambda device: True)
-    monkeypatch.setattr(speed, "CPU_BF16_PAYS", True)
+    monkeypatch.setenv("UNTWINE_CPU_BF16", "1")
     run = train(small(tmp_path / "r", threads=0), progress=False, data=squares())
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["precision"] == "bf16" and run.config.precision == "bf16"

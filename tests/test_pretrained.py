@@ -103,3 +103,61 @@ def test_export_refuses_bad_inputs(finished_run, models, tmp_path, monkeypatch, 
     assert "exists; pass overwrite=True (--force) to replace it" in capsys.readouterr().err
     assert main(["pretrained", "export", str(finished_run), "m", "--command", "cmd2", "--force"]) == 0
     assert (models / "m" / "COMMAND.txt").read_text() == "cmd2\n"
+
+
+SHIPPED_STUDY = f"""
+[study]
+name = "beside"
+datasets = ["{TINY}"]
+seeds = [0]
+[train]
+steps = 3
+batch_size = 8
+arch = "conv64"
+latents = 3
+eval_every = 3
+eval_images = 16
+device = "cpu"
+[eval]
+metrics = ["mig"]
+sizes = {{ mig = {{ num_train = 100 }} }}
+[[models]]
+name = "vae"
+[report]
+pretrained = ["tiny-shipped", "not-there"]
+baseline = false
+"""
+
+
+def test_the_report_shows_shipped_models_beside_the_studys(finished_run, models, tmp_path):
+    from untwine.report import build_report
+    from untwine.report import shipped as S
+    from untwine.studies import parse_study, sweep
+
+    pretrained.export(finished_run, "tiny-shipped", "untwine train --steps 4")
+    res = sweep(parse_study(SHIPPED_STUDY), tmp_path / "sw", jobs=1, progress=False)
+    rep = build_report(res.out, figures=True)
+    (table,) = [t for t in rep.tables if t.key == "trained_vs_shipped"]
+    assert [row[:2] for row in table.rows] == [[f"{TINY}/vae/seed=0", "this study"],
+                                               ["tiny-shipped", "shipped (untwine pretrained)"]]
+    mig = json.loads((models / "tiny-shipped" / "metrics.json").read_text())["mig"]
+    assert table.rows[1][3] == f"{mig:.3f}" and table.rows[1][4] == ("yes" if mig >= 0.2 else "no")
+    threads = json.loads((finished_run / "config.json").read_text())["threads"]
+    assert table.rows[1][2].startswith(
+        f"beta-vae (beta 4), 4 steps x batch 8, lr 0.0001, fp32, {threads} thread{'s' if threads > 1 else ''}, ")
+    assert table.rows[1][2].endswith(" s on cpu")
+    assert any(f.title == f"Latent traversals: {TINY}, shipped model tiny-shipped" for f in rep.figures)
+    assert any("'not-there' is not shipped in this version" in n for n in rep.notes)
+    assert rep.headline[0] == S.disentangled_sentence(res.rows)
+
+
+def test_disentangled_sentence_and_verdict_known_answers():
+    from untwine.report import shipped as S
+
+    rows = [{"run": "a", "status": "finished", "mig": 0.25}, {"run": "b", "status": "finished", "mig": 0.05},
+            {"run": "c", "status": "failed", "mig": float("nan")}]
+    assert S.disentangled_sentence(rows) == "Disentangled: 1 of 2 of this study's models reached MIG >= 0.2: a (MIG 0.250)."
+    assert S.disentangled_sentence(rows[1:]).startswith(
+        "Not disentangled: none of this study's 1 models reached MIG >= 0.2 (best b, MIG 0.050)")
+    assert S.disentangled_sentence(rows[2:]) is None
+    assert [S.verdict(x) for x in (0.2, 0.199, None, float("nan"))] == ["yes", "no", "not measured", "not measured"]

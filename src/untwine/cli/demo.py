@@ -37,7 +37,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from .. import pretrained
     from ..report import write_report
+    from ..report.shipped import disentangled_sentence
     from ..studies import parse_study, sweep
 
     overrides = {"train": {"steps": args.steps}} if args.steps else None
@@ -51,6 +53,12 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nwall time: {time.time() - t0:.0f} s (sweep {t_sweep:.0f} s, report {time.time() - t0 - t_sweep:.0f} s)")
     for line in summary_lines(res.out, [name for name in study.run_names()]):
         print(line)
+    sentence = disentangled_sentence(res.rows)
+    if sentence:
+        print("\n" + sentence)
+    for name in study.report.get("pretrained", []):
+        if name in pretrained.names():
+            print(f"shipped for comparison: {pretrained.info(name).line()}  (untwine explore {name})")
     print(f"\nreport: {report.resolve()}")
     return 1 if res.count("failed") else 0
 

@@ -22,6 +22,7 @@ from ..train import files
 from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
 from . import reference as R
+from . import shipped as S
 from . import tables as T
 from .tables import Stat, Table, fmt
 
@@ -49,6 +50,7 @@ class Report:
     references: list[R.Comparison] = field(default_factory=list)  # published tables beside ours
     claims: list[str] = field(default_factory=list)  # one line per published scalar
     skipped: list[str] = field(default_factory=list)  # metrics that did not apply, with the reason
+    shipped: list[tuple[str, Path]] = field(default_factory=list)  # [report] pretrained: (name, folder)
 
 
 def _read_json(path: Path) -> Any:
@@ -179,6 +181,13 @@ def draw_figures(rep: Report) -> None:
                  "(others fixed) and decodes it; rows sorted by validation KL (in brackets, nats). "
                  "A disentangled latent moves one factor.",
                  lambda run=run, label=label: F.traversals(run, data, f"{ds} / {label}", span=span))
+        for name, folder in rep.shipped:
+            if (_read_json(folder / "config.json") or {}).get("dataset") != ds:
+                continue
+            _add(rep, f"traversal_{ds}_shipped_{name}", f"Latent traversals: {ds}, shipped model {name}",
+                 f"The shipped pretrained model {name}, trained as: {S.how_trained(folder)}. Rows as in the "
+                 "traversals above; compare with the models this study trained.",
+                 lambda folder=folder, name=name: F.traversals(load_run(folder), data, f"{ds} / shipped {name}", span=span))
         if loaded:
             _add(rep, f"reconstructions_{ds}", f"Reconstructions: {ds}",
                  "Inputs (top row) and each model's reconstruction.",
@@ -416,6 +425,13 @@ def build_report(root: str | Path, figures: bool | None = None,
     rep.references, rep.claims = R.comparisons(study, rows)
     rep.skipped = skipped_metrics(r, rows)
     learning_check(rep)
+    rep.shipped, missing = S.resolve([str(n) for n in study.report.get("pretrained", [])])
+    rep.notes += missing
+    if rep.shipped:
+        rep.tables.insert(0, S.comparison_table(r, rows, rep.shipped))
+        sentence = S.disentangled_sentence(rows)
+        if sentence:
+            rep.headline.insert(0, sentence)
     if figures if figures is not None else study.report.get("figures", True):
         draw_figures(rep)
     return rep

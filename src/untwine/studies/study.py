@@ -34,6 +34,7 @@ REPORT_KEYS = {
     "traversal_range": float,  # latent traversal goes from -r to r (default 2.0)
     "baseline": bool,  # evaluate an untrained encoder per dataset for comparison (default true)
     "figures": bool,  # draw figures (default true)
+    "pretrained": list,  # shipped pretrained models shown beside the study's runs (untwine pretrained list)
 }
 # RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")

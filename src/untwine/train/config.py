@@ -50,8 +50,9 @@ class RunConfig:
     ``"default"`` on CPU, or name a ``torch.compile`` mode; the first steps pay the compilation. ``precision =
     "bf16"`` runs the encoder/decoder under bfloat16 autocast (the objective stays float32);
     ``"auto"`` (the default) is resolved by :func:`untwine.train.speed.resolve_precision`: ``"bf16"``
-    on CUDA devices with native bfloat16, ``"fp32"`` elsewhere (on CPUs bf16 was measured slower in
-    this trainer, docs/speed.md); the resolved value is what ``config.json`` records.
+    on CUDA devices with native bfloat16 and on CPUs where a one-off measurement shows it pays
+    (:func:`untwine.train.speed.cpu_bf16_pays`, docs/speed.md), ``"fp32"`` elsewhere; the resolved
+    value is what ``config.json`` records.
     ``threads``: torch intra-op threads for this run (results depend on it in the last float bits,
     so it is recorded like the seed); ``0`` resolves to torch's default for this process
     (``torch.get_num_threads()``: the physical cores, or ``OMP_NUM_THREADS``).
@@ -229,7 +230,7 @@ class RunConfig:
         out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
         return dataclasses.replace(
             self,
-            precision=resolve_precision(self.precision, dev),
+            precision=resolve_precision(self.precision, dev, self.threads or torch.get_num_threads()),
             threads=self.threads or torch.get_num_threads(),
             model=cls.name,
             hparams=hparams,

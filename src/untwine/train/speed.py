@@ -4,12 +4,22 @@ under bfloat16 autocast. ``step_forward(model, cfg, device)`` returns the callab
 What it computes is :meth:`untwine.models.VAE.forward`'s ``(mu, logvar, z, logits)``; with
 ``precision="bf16"`` the encoder and decoder run under autocast and their outputs are cast back
 to float32, and the reparameterisation ``z = mu + exp(logvar / 2) * eps`` stays in float32, so the
-objective always sees float32 tensors. Evaluation, encoding and checkpoints use the model as is.
+objective always sees float32 tensors. Checkpoints hold the float32 model; encoding for the metrics
+runs in the run's precision (:meth:`untwine.train.Run.encode`). Which precision ``"auto"`` means on
+this machine is decided here too (:func:`resolve_precision`, measured on CPUs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import torch
@@ -66,24 +76,128 @@ def bf16_native(device: str | torch.device) -> bool:
     return False
 
 
-# Whether bf16 autocast pays in *this trainer's* step on a CPU with native bf16. Measured on the
-# 2-core AVX512-BF16 test machine (benchmarks/bench_precision.py, 2026-11-29): untwine train in
-# bf16 ran at 0.79x (2 threads) and 0.78x (1 thread) the images/s of fp32, although a bare conv64
-# step was reported 1.57x faster under autocast: until the trainer's bf16 path is shown to pay,
-# "auto" keeps CPUs in fp32.
-CPU_BF16_PAYS = False
+# How much faster the bf16 step must measure before "auto" picks it on a CPU (noise margin).
+BF16_GAIN_NEEDED = 1.1
 
 
-def resolve_precision(setting: str, device: str) -> str:
-    """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` where
-    :func:`bf16_native` holds for ``device`` (``"auto"``: CUDA if available, else CPU) and bf16 is
-    measured to pay there (CUDA; a CPU only with :data:`CPU_BF16_PAYS`), else ``"fp32"``."""
+def cpu_bf16_pays(threads: int) -> bool:
+    """Whether bfloat16 autocast makes the conv64 training step faster on this CPU with
+    ``threads`` torch threads. ``$UNTWINE_CPU_BF16`` (``1``/``0``) answers without measuring;
+    otherwise a CPU without native bf16 (:func:`bf16_native`) never pays, and one with it is
+    measured once (:func:`measure_cpu_bf16`, a few seconds) and the answer cached in
+    ``cache_dir()/cpu_precision.json``, keyed by CPU model, torch version and thread count.
+
+    Why measure: the same instructions pay very differently by CPU. A bare conv64 step under
+    autocast was measured 1.57x faster than fp32 on an AMD EPYC with AVX512-BF16, and 0.85x on an
+    Intel Xeon (family 6 model 207) with AVX512-BF16 but no AMX (benchmarks/RESULTS.md)."""
+    env = os.environ.get("UNTWINE_CPU_BF16", "")
+    if env:
+        if env not in ("0", "1"):
+            raise ValueError(f"UNTWINE_CPU_BF16 must be 1 (use bf16 on this CPU) or 0 (use fp32), "
+                             f"got {env!r}; unset it to let untwine measure")
+        return env == "1"
+    if not bf16_native("cpu"):
+        return False
+    from ..data.registry import cache_dir
+    from .log import write_json
+
+    path = cache_dir() / "cpu_precision.json"
+    key = f"{cpu_model()} | torch {torch.__version__} | threads {threads}"
+    table = _read_cache(path)
+    if key not in table:
+        print(f"untwine: measuring once whether bfloat16 pays on this CPU with {threads} thread(s) "
+              f"(a few seconds; cached in {path})", file=sys.stderr, flush=True)
+        table[key] = {"bf16_speedup": round(measure_cpu_bf16(threads), 3), "needed": BF16_GAIN_NEEDED}
+        try:
+            write_json(path, table)
+        except OSError as e:  # a read-only or full cache costs a measurement next time, no more
+            warnings.warn(f"could not cache the bf16 measurement in {path} ({e})", stacklevel=2)
+    return float(table[key]["bf16_speedup"]) >= BF16_GAIN_NEEDED
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        table = json.loads(path.read_text())
+        ok = isinstance(table, dict) and all(isinstance(v, dict) and "bf16_speedup" in v for v in table.values())
+        return table if ok else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):  # damaged: measure again and rewrite it
+        return {}
+
+
+def cpu_model() -> str:
+    """This CPU's model name, with family/model/stepping where /proc/cpuinfo gives them (virtual
+    machines often report a generic name such as "Intel(R) Xeon(R) Processor")."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            k = k.strip()
+            if k in ("model name", "cpu family", "model", "stepping") and k not in fields:
+                fields[k] = v.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    ids = "/".join(fields[k] for k in ("cpu family", "model", "stepping") if k in fields)
+    return f"{name} ({ids})" if ids else name
+
+
+def measure_cpu_bf16(threads: int, rounds: int = 3, steps: int = 4) -> float:
+    """The conv64 training step's speed under bf16 autocast over fp32 on this CPU (``> 1``: bf16
+    is faster): batch 64 of 64x64 binary images, forward + Bernoulli/KL loss + backward + fused
+    Adam, ``channels_last``, as :class:`~untwine.train.loop.SingleStep` runs it. Interleaved
+    ``rounds`` of ``steps`` steps each after one warm-up step; the median of the per-round ratios.
+    The global RNG is left as it was."""
+    import torch.nn.functional as F
+
+    with torch.random.fork_rng(devices=[]), torch_threads(threads):
+        torch.manual_seed(0)
+        x = (torch.rand(64, 1, 64, 64) < 0.1).float().contiguous(memory_format=torch.channels_last)
+        steps_by_precision = {}
+        for precision in ("fp32", "bf16"):
+            model = VAE("conv64", 1, 10).to(memory_format=torch.channels_last)
+            forward = AutocastForward(model, "cpu") if precision == "bf16" else model
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+
+            def step(forward: nn.Module = forward, opt: torch.optim.Optimizer = opt) -> None:
+                mu, logvar, _, logits = forward(x)
+                rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+                opt.zero_grad(set_to_none=True)
+                (rec + kl).backward()
+                opt.step()
+
+            step()
+            steps_by_precision[precision] = step
+        ratios = []
+        for _ in range(rounds):
+            took = {}
+            for precision, step in steps_by_precision.items():
+                t = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                took[precision] = time.perf_counter() - t
+            ratios.append(took["fp32"] / took["bf16"])
+    return statistics.median(ratios)
+
+
+def resolve_precision(setting: str, device: str, threads: int = 0) -> str:
+    """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` on a CUDA
+    device with native bf16 (``device="auto"``: CUDA if available, else CPU) and on a CPU where
+    :func:`cpu_bf16_pays` with ``threads`` (``0``: torch's current count), else ``"fp32"``."""
     if setting != "auto":
         return setting
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pays = torch.device(device).type == "cuda" or CPU_BF16_PAYS
-    return "bf16" if pays and bf16_native(device) else "fp32"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16" if bf16_native(device) else "fp32"
+    if kind == "cpu":
+        return "bf16" if cpu_bf16_pays(threads or torch.get_num_threads()) else "fp32"
+    return "fp32"
 
 
 def compile_mode(setting: str, device: torch.device) -> str | None:
@@ -127,4 +241,4 @@ def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[
     return fn if mode is None else compiled_step(fn, mode, device)
 
 
-__all__ = ["AutocastForward", "bf16_native", "resolve_precision", "torch_threads", "compile_mode", "compiled_step", "model_forward", "step_forward", "uses_cuda_graphs"]
+__all__ = ["AutocastForward", "bf16_native", "cpu_bf16_pays", "cpu_model", "measure_cpu_bf16", "resolve_precision", "torch_threads", "compile_mode", "compiled_step", "model_forward", "step_forward", "uses_cuda_graphs"]
