@@ -24,10 +24,12 @@ QUICK: dict[str, list[str]] = {
     "bench_metrics.py": ["--dci-train", "500", "--dci-test", "250"],
     "bench_mpi3d_procedural.py": ["--seconds", "1"],
     "bench_packed_overhead.py": ["--ks", "1", "8", "32", "--no-model", "--rounds", "2", "--steps", "30"],
+    "bench_precision.py": ["--quick"],
+    "bench_bf16_layers.py": ["--repeats", "2", "--iters", "5"],
 }
 
 
-SUMMARY = re.compile(r"ratio|300k steps|skipped|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
+SUMMARY = re.compile(r"ratio|300k steps|skipped|sum of layers|bf16 speed|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
 
 
 def is_summary(line: str) -> bool:
