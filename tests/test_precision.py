@@ -140,3 +140,23 @@ def test_default_jobs_fills_the_cores(monkeypatch):
     assert default_jobs(3) == 3
     assert default_jobs(20, threads=2) == 4
     assert default_jobs(20, threads=16) == 1
+
+
+def test_training_flushes_denormals_and_restores_the_mode(tmp_path, monkeypatch):
+    from untwine.train import loop
+
+    assert not speed.flushing_denormals()
+    seen = []
+    original = loop.SingleStep.__call__
+
+    def spy(self, step):
+        seen.append(speed.flushing_denormals())
+        return original(self, step)
+
+    monkeypatch.setattr(loop.SingleStep, "__call__", spy)
+    train(small(tmp_path / "r"), progress=False, data=squares())
+    assert seen == [True] * 4
+    assert not speed.flushing_denormals()  # the caller's mode is back
+    with speed.flush_denormal():
+        assert float(torch.tensor(1e-39) * 1.0) == 0.0 and speed.flushing_denormals()
+    assert float(torch.tensor(1e-39) * 1.0) > 0

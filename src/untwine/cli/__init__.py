@@ -59,6 +59,16 @@ def _reexec_with_malloc_env(argv: Sequence[str]) -> None:
         return
 
 
+def _flush_denormals_in_every_thread() -> None:
+    """Flush denormal floats to zero before torch starts its worker threads, which copy the mode
+    of the thread that creates them: training flushes them in its own thread
+    (:func:`untwine.train.speed.flush_denormal`), and this makes multi-threaded runs do so in
+    every thread. Only for the console script (a process of its own)."""
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script. ``argv=None`` (the ``untwine`` command) first re-executes itself once
     with :data:`MALLOC_ENV` (see :func:`_reexec_with_malloc_env`); ``main([...])`` never does."""
@@ -69,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    if argv is None and args.command in ("train", "sweep", "demo"):
+        _flush_denormals_in_every_thread()
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError, KeyError) as e:

@@ -42,7 +42,7 @@ from .job import Job, Opened, _logs, load_optimizer_state, make_adam, open_run
 from .log import Progress, to_python
 from .packed import BACKENDS, PackedStep, check_packable
 from .run import Run
-from .speed import compile_mode, compiled_step, model_forward, step_forward, torch_threads
+from .speed import compile_mode, compiled_step, flush_denormal, model_forward, step_forward, torch_threads
 
 
 def train(
@@ -128,7 +128,7 @@ def _fit(
     device = _device(cfg.device)
     if data is None:
         data = load(cfg.dataset, cfg.source, cfg.data_root)
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads), flush_denormal():  # denormals: docs/speed.md
         jobs = [Job(o.cfg, o.ckpt, data, device) for o in (opened[i] for i in todo)]  # type: ignore[union-attr]
         if len(jobs) == 1 and backend == "auto":
             strategy: SingleStep | PackedStep = SingleStep(jobs[0], device)
