@@ -161,3 +161,16 @@ def test_disentangled_sentence_and_verdict_known_answers():
         "Not disentangled: none of this study's 1 models reached MIG >= 0.2 (best b, MIG 0.050)")
     assert S.disentangled_sentence(rows[2:]) is None
     assert [S.verdict(x) for x in (0.2, 0.199, None, float("nan"))] == ["yes", "no", "not measured", "not measured"]
+
+
+@pytest.mark.parametrize("name", pretrained.names())
+def test_every_shipped_model_is_complete_and_loads(name):
+    d = pretrained.path(name)
+    assert sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) < pretrained.MAX_BYTES
+    assert torch.load(d / "checkpoint" / "state.pt", weights_only=True).keys() == {"step"}  # no optimizer
+    run = untwine.pretrained(name)
+    info = pretrained.info(name)
+    assert info.steps == run.summary["steps"] == run.config.steps and run.summary["status"] == "finished"
+    assert isinstance(info.mig, float) and "untwine train" in (d / "COMMAND.txt").read_text()
+    x = torch.rand(2, run.model.channels, 64, 64)
+    assert run.encode(x).shape == (2, run.config.latents)
