@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 
@@ -283,3 +284,32 @@ def test_disk_full_while_writing_results_csv_or_a_cache_keeps_the_previous_file(
         with building(cache) as tmp:
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
     assert np.load(cache).tolist() == [0, 1, 2] and not (tmp_path / "c.npy.partial").exists()
+
+
+def _build_slowly(path: str, log: str) -> None:
+    import time
+
+    from untwine.data._files import ensure_npy
+
+    def fill(arr):
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)
+        arr[:] = np.arange(6).reshape(2, 3)
+
+    assert ensure_npy(Path(path), (2, 3), "int64", fill).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_processes_that_need_a_cache_at_once_build_it_once(tmp_path):
+    # the runs of a sweep on a fresh machine: before, the second rename failed with FileNotFoundError
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_build_slowly, args=(str(tmp_path / "c.npy"), str(tmp_path / "log"))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert (tmp_path / "log").read_text() == "built\n"
+    assert np.load(tmp_path / "c.npy").tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import building, load_npy, open_npy, partial_path
+from .cache import build_lock, building, load_npy, open_npy, partial_path
 from .registry import cache_dir, data_root
 
 
@@ -90,24 +90,31 @@ def ensure_npy(
 
     The cache is written under ``<path>.partial`` and renamed only when ``fill`` returns, so an
     interrupted build is never used: the leftover ``.partial`` is deleted and the build redone.
+    Processes that need it at once build it once (:func:`~untwine.data.cache.build_lock`).
     """
     if force and path.exists():
         path.unlink()
     if not path.is_file():
-        if partial_path(path).exists():
-            partial_path(path).unlink()
-        with building(path) as tmp:
-            need = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            if free_bytes(path.parent) < need:
-                raise OSError(
-                    f"not enough disk space for the cache {path} ({need / 2**30:.1f} GiB needed); "
-                    "free some space or point $UNTWINE_CACHE at a bigger disk"
-                )
-            arr = open_npy(tmp, shape, dtype)
-            fill(arr)
-            arr.flush()
-            del arr
+        with build_lock(path):
+            if not path.is_file():  # another process may have built it while this one waited
+                _build_npy(path, shape, dtype, fill)
     return load_npy(path, shape, dtype)
+
+
+def _build_npy(path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]) -> None:
+    if partial_path(path).exists():
+        partial_path(path).unlink()
+    with building(path) as tmp:
+        need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if free_bytes(path.parent) < need:
+            raise OSError(
+                f"not enough disk space for the cache {path} ({need / 2**30:.1f} GiB needed); "
+                "free some space or point $UNTWINE_CACHE at a bigger disk"
+            )
+        arr = open_npy(tmp, shape, dtype)
+        fill(arr)
+        arr.flush()
+        del arr
 
 
 def as_tensor(arr: np.ndarray) -> torch.Tensor:

@@ -21,6 +21,27 @@ def partial_path(path: Path) -> Path:
 
 
 @contextmanager
+def build_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (waiting for it) while ``path`` is built, so that
+    of several processes that find a cache missing at once (the runs of a sweep on a fresh
+    machine) one builds it and the others wait, then find it built: check ``path`` again inside.
+    POSIX ``flock``; where ``fcntl`` does not exist the block runs unlocked."""
+    final = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(final.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
 def building(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; move it into place on success.
 
