@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import build_lock, building, load_npy, open_npy, partial_path
+from .cache import build_lock, building, load_npy, open_npy
 from .registry import cache_dir, data_root
 
 
@@ -102,9 +102,7 @@ def ensure_npy(
 
 
 def _build_npy(path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]) -> None:
-    if partial_path(path).exists():
-        partial_path(path).unlink()
-    with building(path) as tmp:
+    with building(path) as tmp:  # removes a leftover .partial first
         need = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if free_bytes(path.parent) < need:
             raise OSError(

@@ -53,11 +53,7 @@ class Report:
     shipped: list[tuple[str, Path]] = field(default_factory=list)  # [report] pretrained: (name, folder)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+_read_json = F._read_json  # a run folder's JSON file, None when missing or unreadable
 
 
 # ----------------------------------------------------------------------------- learning check

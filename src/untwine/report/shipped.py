@@ -9,21 +9,18 @@ FactorVAE models start at; a threshold, not a proof.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from .figures import _read_json
 from .tables import Table, fmt
 
 DISENTANGLED_MIG = 0.2
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(Path(path).read_text())
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    d = _read_json(path)
+    return d if isinstance(d, dict) else {}
 
 
 def _duration(seconds: float) -> str:

@@ -142,9 +142,7 @@ def _read_cache(path: Path) -> dict:
         table = json.loads(path.read_text())
         ok = isinstance(table, dict) and all(isinstance(v, dict) and "bf16_speedup" in v for v in table.values())
         return table if ok else {}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):  # damaged: measure again and rewrite it
+    except (OSError, ValueError):  # missing or damaged: measure again and rewrite it
         return {}
 
 
