@@ -1,7 +1,9 @@
 """Why bf16 autocast does or does not pay on this CPU: each conv64 layer's forward + backward at
 batch 64, float32 vs under ``torch.autocast("cpu", dtype=torch.bfloat16)``, ``channels_last`` (as
 the trainer runs it), interleaved rounds, medians. Then the whole training step as
-``precision="auto"`` measures it (:func:`untwine.train.speed.measure_cpu_bf16`).
+``precision="auto"`` measures it (:func:`untwine.train.speed.measure_cpu_bf16`). First, bare
+square matrix products (``torch.mm``, no autograd, no casts timed): what the CPU's bfloat16 units
+give at all, apart from anything a network adds.
 
 Usage::
 
@@ -61,6 +63,21 @@ def timer(layer: nn.Module, shape: tuple[int, ...], bf16: bool, iters: int):
     return run
 
 
+def matmul_gflops(n: int, bf16: bool, repeats: int) -> float:
+    """Best-of-``repeats`` GFLOP/s of an ``n`` x ``n`` by ``n`` x ``n`` product in one dtype."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    k = max(1, int(1e9 / (2 * n**3)))
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(k):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - t) / k)
+    return 2 * n**3 / best / 1e9
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -70,6 +87,13 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     print(f"bench_bf16_layers: CPU {cpu_model()}, bf16 native {bf16_native('cpu')}, torch {torch.__version__}, "
           f"{a.threads} thread(s), batch 64, channels_last, {a.repeats} rounds x {a.iters} iterations")
+    for n in (256, 1024, 2048):
+        g = {k: [] for k in ("fp32", "bf16")}
+        for _ in range(a.repeats):  # interleaved
+            for k in g:
+                g[k].append(matmul_gflops(n, k == "bf16", 1))
+        f32, b16 = max(g["fp32"]), max(g["bf16"])
+        print(f"matmul {n}x{n}: fp32 {f32:.1f} GFLOP/s, bf16 {b16:.1f} GFLOP/s, bf16/fp32 {b16 / f32:.2f}")
     print(f"{'layer (forward + backward)':34s} {'fp32 ms':>8s} {'bf16 ms':>8s} {'fp32/bf16':>9s}")
     total = {"fp32": 0.0, "bf16": 0.0}
     for name, layer, shape in layers():

@@ -29,7 +29,7 @@ QUICK: dict[str, list[str]] = {
 }
 
 
-SUMMARY = re.compile(r"ratio|300k steps|skipped|sum of layers|bf16 speed|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
+SUMMARY = re.compile(r"ratio|matmul|evaluation encoding|300k steps|skipped|sum of layers|bf16 speed|\d\.?\d*x\b|^(bench_|disent|representation|threads=|metric )|median", re.IGNORECASE)
 
 
 def is_summary(line: str) -> bool:

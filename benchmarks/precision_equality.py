@@ -1,0 +1,97 @@
+"""Does bfloat16 autocast learn what float32 learns? Compares two sweeps of the same study, one run
+with ``--set train.precision=fp32`` and one with ``bf16`` (``studies/precision_check.toml``:
+beta-VAE beta 1 and 16, FactorVAE gamma 10, dSprites, 3 seeds, 5,000 steps).
+
+Usage::
+
+    untwine sweep studies/precision_check.toml --out sweeps/precision-fp32 --set train.precision=fp32
+    untwine sweep studies/precision_check.toml --out sweeps/precision-bf16 --set train.precision=bf16
+    .venv/bin/python benchmarks/precision_equality.py sweeps/precision-fp32 sweeps/precision-bf16
+
+For every model and grid point and each of validation rec, KL, TC (the Gaussian TC of the
+validation codes) and MIG, prints a Markdown row: the fp32 seeds' values and their range, the bf16
+seeds' values and mean, how many bf16 seeds fall inside the fp32 range, and the verdict **same**
+when the bf16 mean lies inside the fp32 range (the issue's test), else **differs** with the
+distance in fp32 seed standard deviations. Only finished runs count; a sweep still running gives
+a partial table. Each run's ``config.json`` must say the precision its sweep claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from untwine.studies.results import collect
+from untwine.studies.study import load_study
+
+QUANTITIES = [("val_rec", "val rec (nats)"), ("val_kl", "val KL (nats)"), ("val_tc", "val TC (nats)"),
+              ("mig", "MIG")]
+
+
+def finished(sweep: Path, precision: str) -> dict[tuple, dict[int, dict]]:
+    """{(model, hyperparameters): {seed: row}} of the finished runs of the sweep at ``sweep``."""
+    study = load_study(sweep / "study.toml")
+    hps = study.hparam_names()
+    out: dict[tuple, dict[int, dict]] = {}
+    for row in collect(study, sweep):
+        if row["status"] != "finished":
+            continue
+        used = json.loads((sweep / row["run"] / "config.json").read_text())["precision"]
+        if used != precision:
+            raise SystemExit(f"{sweep / row['run']} trained in {used}, not {precision}: pass the {precision} sweep "
+                             f"in that position")
+        key = (row["model"], ", ".join(f"{h} {row[h]:g}" for h in hps if row.get(h) is not None))
+        out.setdefault(key, {})[row["seed"]] = row
+    return out
+
+
+def fmt(v: float) -> str:
+    return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
+
+
+def table(fp32: dict, bf16: dict) -> tuple[list[str], int, int]:
+    """Markdown lines, number of rows judged same, number of rows judged."""
+    lines = ["| model | quantity | fp32 seeds | fp32 range | bf16 seeds | bf16 mean | bf16 seeds in range | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    same = judged = 0
+    for key in fp32:
+        if key not in bf16:
+            continue
+        f_rows, b_rows = fp32[key], bf16[key]
+        for col, label in QUANTITIES:
+            f = [f_rows[s][col] for s in sorted(f_rows) if f_rows[s].get(col) is not None]
+            b = [b_rows[s][col] for s in sorted(b_rows) if b_rows[s].get(col) is not None]
+            if len(f) < 2 or not b:
+                continue
+            lo, hi, mean_b = min(f), max(f), statistics.fmean(b)
+            inside = sum(lo <= v <= hi for v in b)
+            ok = lo <= mean_b <= hi
+            sd = statistics.stdev(f)
+            dist = abs(mean_b - statistics.fmean(f)) / sd if sd > 0 else float("inf")
+            verdict = "**same**" if ok else f"**differs** ({dist:.1f} sd)"
+            same += ok
+            judged += 1
+            lines.append(f"| {key[0]} {key[1]} | {label} | {' / '.join(fmt(v) for v in f)} | {fmt(lo)} - {fmt(hi)} "
+                         f"| {' / '.join(fmt(v) for v in b)} | {fmt(mean_b)} | {inside} of {len(b)} | {verdict} |")
+    return lines, same, judged
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fp32", type=Path, help="sweep folder trained with precision fp32")
+    ap.add_argument("bf16", type=Path, help="sweep folder trained with precision bf16")
+    a = ap.parse_args()
+    fp32, bf16 = finished(a.fp32, "fp32"), finished(a.bf16, "bf16")
+    lines, same, judged = table(fp32, bf16)
+    print("\n".join(lines))
+    n_f = sum(len(v) for v in fp32.values())
+    n_b = sum(len(v) for v in bf16.values())
+    print(f"\n{same} of {judged} rows: bf16 mean inside the fp32 seeds' range ({n_f} fp32 and {n_b} bf16 finished runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
