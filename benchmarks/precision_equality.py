@@ -14,6 +14,12 @@ seeds' values and mean, how many bf16 seeds fall inside the fp32 range, and the 
 when the bf16 mean lies inside the fp32 range (the issue's test), else **differs** with the
 distance in fp32 seed standard deviations. Only finished runs count; a sweep still running gives
 a partial table. Each run's ``config.json`` must say the precision its sweep claims.
+
+Two tables: the final evaluation (what results.csv holds: the issue's test), then the validation
+terms averaged over each run's last ``--last`` evaluations (default 5: steps 4,000-5,000 at
+``eval_every = 250``). A single evaluation of a run trained at lr 1e-3 moves by about a nat of KL
+from one evaluation to the next, which three seeds' range at one step does not show; the average
+takes that out. MIG is computed once, at the end, so it is the same in both tables.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ QUANTITIES = [("val_rec", "val rec (nats)"), ("val_kl", "val KL (nats)"), ("val_
               ("mig", "MIG")]
 
 
-def finished(sweep: Path, precision: str) -> dict[tuple, dict[int, dict]]:
-    """{(model, hyperparameters): {seed: row}} of the finished runs of the sweep at ``sweep``."""
+def finished(sweep: Path, precision: str, last: int) -> dict[tuple, dict[int, dict]]:
+    """{(model, hyperparameters): {seed: row}} of the finished runs of the sweep at ``sweep``; with
+    ``last`` > 1 the rows' ``val_*`` terms are the means over the run's last ``last`` evaluations."""
     study = load_study(sweep / "study.toml")
     hps = study.hparam_names()
     out: dict[tuple, dict[int, dict]] = {}
@@ -43,9 +50,18 @@ def finished(sweep: Path, precision: str) -> dict[tuple, dict[int, dict]]:
         if used != precision:
             raise SystemExit(f"{sweep / row['run']} trained in {used}, not {precision}: pass the {precision} sweep "
                              f"in that position")
+        if last > 1:
+            row.update(last_evaluations(sweep / row["run"], last))
         key = (row["model"], ", ".join(f"{h} {row[h]:g}" for h in hps if row.get(h) is not None))
         out.setdefault(key, {})[row["seed"]] = row
     return out
+
+
+def last_evaluations(run: Path, last: int) -> dict[str, float]:
+    """``val_<term>`` means over the last ``last`` validation rows of ``run``'s metrics.jsonl."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    val = [r for r in rows if r["split"] == "val"][-last:]
+    return {f"val_{k}": statistics.fmean(r[k] for r in val) for k in ("rec", "kl", "tc") if k in val[-1]}
 
 
 def fmt(v: float) -> str:
@@ -83,13 +99,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("fp32", type=Path, help="sweep folder trained with precision fp32")
     ap.add_argument("bf16", type=Path, help="sweep folder trained with precision bf16")
+    ap.add_argument("--last", type=int, default=5, help="evaluations averaged in the second table (default 5)")
     a = ap.parse_args()
-    fp32, bf16 = finished(a.fp32, "fp32"), finished(a.bf16, "bf16")
-    lines, same, judged = table(fp32, bf16)
-    print("\n".join(lines))
-    n_f = sum(len(v) for v in fp32.values())
-    n_b = sum(len(v) for v in bf16.values())
-    print(f"\n{same} of {judged} rows: bf16 mean inside the fp32 seeds' range ({n_f} fp32 and {n_b} bf16 finished runs)")
+    for last in (1, a.last):
+        fp32, bf16 = finished(a.fp32, "fp32", last), finished(a.bf16, "bf16", last)
+        lines, same, judged = table(fp32, bf16)
+        n_f = sum(len(v) for v in fp32.values())
+        n_b = sum(len(v) for v in bf16.values())
+        print("Final evaluation (results.csv):" if last == 1 else
+              f"\nValidation terms: mean of each run's last {last} evaluations (MIG: final):")
+        print("\n".join(lines))
+        print(f"\n{same} of {judged} rows: bf16 mean inside the fp32 seeds' range ({n_f} fp32 and {n_b} bf16 "
+              "finished runs)")
     return 0
 
 

@@ -160,3 +160,21 @@ def test_training_flushes_denormals_and_restores_the_mode(tmp_path, monkeypatch)
     with speed.flush_denormal():
         assert float(torch.tensor(1e-39) * 1.0) == 0.0 and speed.flushing_denormals()
     assert float(torch.tensor(1e-39) * 1.0) > 0
+
+
+@pytest.mark.parametrize("arch", ["conv64", "mlp"])
+def test_the_latent_code_stays_float32_under_bf16(arch):
+    from untwine.models import VAE
+
+    torch.manual_seed(0)
+    model = VAE(arch, 1, 10)
+    z = torch.full((4, 10), 1.25)
+    dz = z + 2.0**-12  # a step that bfloat16 (resolution 2**-7 at 1.25) rounds away
+    assert torch.equal(z.bfloat16(), dz.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = model.encoder(torch.rand(4, 1, 64, 64))
+        a, b = model.decoder(z), model.decoder(dz)
+    assert mu.dtype == logvar.dtype == torch.float32
+    assert not torch.equal(mu, mu.bfloat16().float())  # computed in float32, not rounded to bf16
+    assert a.dtype == torch.bfloat16  # the rest of the decoder did compute in bf16
+    assert not torch.equal(a, b)  # the decoder read z in float32

@@ -5,13 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import latent_layer
+
 
 class Conv64Encoder(nn.Module):
     """``x: B x C x 64 x 64`` -> ``(mu, logvar)``, each ``B x latents``.
 
     conv 32 k4 s2 -> conv 32 k4 s2 -> conv 64 k2 s2 -> conv 64 k2 s2 (ReLU each, padding 1 on the
-    k4 layers as in disentanglement_lib's "same" padding) -> 64x4x4 -> linear 256 -> two heads.
+    k4 layers as in disentanglement_lib's "same" padding) -> 64x4x4 -> linear 256 -> two heads
+    (float32 under bf16: :func:`~untwine.models.layers.latent_layer`).
     """
+
+    FULL_PRECISION = ("mu", "logvar")  # submodules kept float32 under bf16
 
     def __init__(self, channels: int = 1, latents: int = 10) -> None:
         super().__init__()
@@ -28,14 +33,17 @@ class Conv64Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
-        return self.mu(h), self.logvar(h)
+        return latent_layer(self.mu, h), latent_layer(self.logvar, h)
 
 
 class Conv64Decoder(nn.Module):
     """``z: B x latents`` -> Bernoulli logits ``B x C x 64 x 64``.
 
-    linear 256 -> linear 1024 -> 64x4x4 -> deconv 64, 32, 32 (k4 s2, ReLU) -> deconv C k4 s2.
+    linear 256 -> linear 1024 -> 64x4x4 -> deconv 64, 32, 32 (k4 s2, ReLU) -> deconv C k4 s2; the
+    first linear reads ``z`` in float32 under bf16 (:func:`~untwine.models.layers.latent_layer`).
     """
+
+    FULL_PRECISION = ("fc.0",)  # submodules kept float32 under bf16
 
     def __init__(self, channels: int = 1, latents: int = 10) -> None:
         super().__init__()
@@ -51,4 +59,5 @@ class Conv64Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.deconv(self.fc(z).view(-1, 64, 4, 4))
+        h = latent_layer(self.fc[:2], z, out_like=self.fc[2].weight)
+        return self.deconv(self.fc[2:](h).view(-1, 64, 4, 4))

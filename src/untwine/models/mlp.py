@@ -7,9 +7,13 @@ import math
 import torch
 from torch import nn
 
+from .layers import latent_layer
+
 
 class MLPEncoder(nn.Module):
-    """``x: B x C x H x W`` -> ``(mu, logvar)``, each ``B x latents``."""
+    """``x: B x C x H x W`` -> ``(mu, logvar)``, each ``B x latents`` (heads float32 under bf16)."""
+
+    FULL_PRECISION = ("mu", "logvar")  # submodules kept float32 under bf16
 
     def __init__(self, channels: int = 1, latents: int = 10, size: int = 64, hidden: int = 1200) -> None:
         super().__init__()
@@ -23,11 +27,14 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
-        return self.mu(h), self.logvar(h)
+        return latent_layer(self.mu, h), latent_layer(self.logvar, h)
 
 
 class MLPDecoder(nn.Module):
-    """``z: B x latents`` -> logits ``B x C x H x W`` (tanh hidden layers, as in the reference)."""
+    """``z: B x latents`` -> logits ``B x C x H x W`` (tanh hidden layers, as in the reference; the
+    first reads ``z`` in float32 under bf16)."""
+
+    FULL_PRECISION = ("net.0",)  # submodules kept float32 under bf16
 
     def __init__(self, channels: int = 1, latents: int = 10, size: int = 64, hidden: int = 1200) -> None:
         super().__init__()
@@ -40,4 +47,5 @@ class MLPDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(-1, *self.shape)
+        h = latent_layer(self.net[:2], z, out_like=self.net[2].weight)
+        return self.net[2:](h).view(-1, *self.shape)
