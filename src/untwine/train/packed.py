@@ -283,11 +283,11 @@ class PackedVAE:
             # bfloat16 weights and inputs: what torch.autocast does for these layers (conv, linear,
             # then elementwise ops in bfloat16); autocast itself does not reach inside torch.vmap.
             # The latent layers (FULL_PRECISION) keep float32 weights and cast for themselves.
-            enc, x = _bf16(enc, self.encoder.FULL_PRECISION), x.to(torch.bfloat16)
+            enc, x = _bf16(enc, self.encoder), x.to(torch.bfloat16)
         mu, logvar = functional_call(self.encoder, enc, (x,))
         z = mu + torch.exp(0.5 * logvar) * eps
         if self.autocast:
-            return mu, logvar, z, functional_call(self.decoder, _bf16(dec, self.decoder.FULL_PRECISION), (z,)).float()
+            return mu, logvar, z, functional_call(self.decoder, _bf16(dec, self.decoder), (z,)).float()
         return mu, logvar, z, functional_call(self.decoder, dec, (z,))
 
     def __call__(self, x: torch.Tensor, eps: torch.Tensor):
@@ -304,8 +304,10 @@ class PackedVAE:
         return list(self.params.values())
 
 
-def _bf16(weights: dict[str, torch.Tensor], keep: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``weights`` in bfloat16, except those of the submodules named in ``keep`` (float32)."""
+def _bf16(weights: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s ``weights`` in bfloat16, except those of its submodules named in its
+    ``FULL_PRECISION`` (the latent layers, :func:`untwine.models.layers.latent_layer`): float32."""
+    keep = getattr(module, "FULL_PRECISION", ())
     return {n: w if n.rpartition(".")[0] in keep else w.to(torch.bfloat16) for n, w in weights.items()}
 
 
