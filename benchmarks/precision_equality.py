@@ -6,14 +6,15 @@ Usage::
 
     untwine sweep studies/precision_check.toml --out sweeps/precision-fp32 --set train.precision=fp32
     untwine sweep studies/precision_check.toml --out sweeps/precision-bf16 --set train.precision=bf16
-    .venv/bin/python benchmarks/precision_equality.py sweeps/precision-fp32 sweeps/precision-bf16
+    .venv/bin/python benchmarks/precision_equality.py sweeps/precision-fp32 sweeps/precision-bf16 [MORE ...]
 
 For every model and grid point and each of validation rec, KL, TC (the Gaussian TC of the
 validation codes) and MIG, prints a Markdown row: the fp32 seeds' values and their range, the bf16
 seeds' values and mean, how many bf16 seeds fall inside the fp32 range, and the verdict **same**
 when the bf16 mean lies inside the fp32 range (the issue's test), else **differs** with the
 distance in fp32 seed standard deviations. Only finished runs count; a sweep still running gives
-a partial table. Each run's ``config.json`` must say the precision its sweep claims.
+a partial table. Each run counts under the precision its ``config.json`` records; more seeds may
+come in further sweep folders (a study with other ``seeds``).
 
 Two tables: the final evaluation (what results.csv holds: the issue's test), then the validation
 terms averaged over each run's last ``--last`` evaluations (default 5: steps 4,000-5,000 at
@@ -37,23 +38,26 @@ QUANTITIES = [("val_rec", "val rec (nats)"), ("val_kl", "val KL (nats)"), ("val_
               ("mig", "MIG")]
 
 
-def finished(sweep: Path, precision: str, last: int) -> dict[tuple, dict[int, dict]]:
-    """{(model, hyperparameters): {seed: row}} of the finished runs of the sweep at ``sweep``; with
-    ``last`` > 1 the rows' ``val_*`` terms are the means over the run's last ``last`` evaluations."""
-    study = load_study(sweep / "study.toml")
-    hps = study.hparam_names()
-    out: dict[tuple, dict[int, dict]] = {}
-    for row in collect(study, sweep):
-        if row["status"] != "finished":
-            continue
-        used = json.loads((sweep / row["run"] / "config.json").read_text())["precision"]
-        if used != precision:
-            raise SystemExit(f"{sweep / row['run']} trained in {used}, not {precision}: pass the {precision} sweep "
-                             f"in that position")
-        if last > 1:
-            row.update(last_evaluations(sweep / row["run"], last))
-        key = (row["model"], ", ".join(f"{h} {row[h]:g}" for h in hps if row.get(h) is not None))
-        out.setdefault(key, {})[row["seed"]] = row
+def finished(sweeps: list[Path], last: int) -> dict[str, dict[tuple, dict[int, dict]]]:
+    """{precision: {(model, hyperparameters): {seed: row}}} of the finished runs of ``sweeps``
+    (the precision read from each run's config.json); with ``last`` > 1 the rows' ``val_*`` terms
+    are the means over the run's last ``last`` evaluations."""
+    out: dict[str, dict[tuple, dict[int, dict]]] = {"fp32": {}, "bf16": {}}
+    for sweep in sweeps:
+        study = load_study(sweep / "study.toml")
+        hps = study.hparam_names()
+        for row in collect(study, sweep):
+            if row["status"] != "finished":
+                continue
+            precision = json.loads((sweep / row["run"] / "config.json").read_text())["precision"]
+            if last > 1:
+                row.update(last_evaluations(sweep / row["run"], last))
+            key = (row["model"], ", ".join(f"{h} {row[h]:g}" for h in hps if row.get(h) is not None))
+            seeds = out[precision].setdefault(key, {})
+            if row["seed"] in seeds:
+                raise SystemExit(f"{sweep / row['run']}: seed {row['seed']} of {' '.join(key)} in {precision} "
+                                 "is in two of the sweeps given; give each run once")
+            seeds[row["seed"]] = row
     return out
 
 
@@ -97,15 +101,15 @@ def table(fp32: dict, bf16: dict) -> tuple[list[str], int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("fp32", type=Path, help="sweep folder trained with precision fp32")
-    ap.add_argument("bf16", type=Path, help="sweep folder trained with precision bf16")
+    ap.add_argument("sweeps", type=Path, nargs="+",
+                    help="sweep folders of the same study, trained in fp32 and in bf16 (several of each may be given)")
     ap.add_argument("--last", type=int, default=5, help="evaluations averaged in the second table (default 5)")
     a = ap.parse_args()
     for last in (1, a.last):
-        fp32, bf16 = finished(a.fp32, "fp32", last), finished(a.bf16, "bf16", last)
-        lines, same, judged = table(fp32, bf16)
-        n_f = sum(len(v) for v in fp32.values())
-        n_b = sum(len(v) for v in bf16.values())
+        runs = finished(a.sweeps, last)
+        lines, same, judged = table(runs["fp32"], runs["bf16"])
+        n_f = sum(len(v) for v in runs["fp32"].values())
+        n_b = sum(len(v) for v in runs["bf16"].values())
         print("Final evaluation (results.csv):" if last == 1 else
               f"\nValidation terms: mean of each run's last {last} evaluations (MIG: final):")
         print("\n".join(lines))
