@@ -178,3 +178,26 @@ def test_the_latent_code_stays_float32_under_bf16(arch):
     assert not torch.equal(mu, mu.bfloat16().float())  # computed in float32, not rounded to bf16
     assert a.dtype == torch.bfloat16  # the rest of the decoder did compute in bf16
     assert not torch.equal(a, b)  # the decoder read z in float32
+
+
+def test_auto_keeps_fp32_where_bf16_learned_otherwise(monkeypatch):
+    from untwine.train.packed import pack_key
+
+    monkeypatch.setenv("UNTWINE_CPU_BF16", "1")  # a CPU where bf16 pays
+
+    def resolved(model, **hp):
+        return RunConfig(steps=10, device="cpu", model=model, hparams=hp).resolved(check_dataset=False).precision
+
+    assert resolved("vae") == "fp32"
+    assert resolved("beta-vae", beta=1) == "fp32"
+    assert resolved("beta-vae", beta=0.5) == "fp32"
+    assert resolved("beta-vae", beta=16) == "bf16"
+    assert resolved("beta-vae") == "bf16"  # the default beta, 4
+    assert resolved("factor-vae", gamma=10) == "bf16"
+    # asked for explicitly, bf16 is used
+    assert RunConfig(steps=10, model="vae", precision="bf16").resolved(check_dataset=False).precision == "bf16"
+    # runs that resolve differently are not packed together
+    a = RunConfig(steps=10, device="cpu", model="beta-vae", hparams={"beta": 1})
+    b = RunConfig(steps=10, device="cpu", model="beta-vae", hparams={"beta": 16})
+    assert pack_key(a) != pack_key(b)
+    assert pack_key(b) == pack_key(RunConfig(steps=10, device="cpu", model="beta-vae", hparams={"beta": 8}, seed=3))

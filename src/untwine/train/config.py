@@ -230,7 +230,9 @@ class RunConfig:
         out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
         return dataclasses.replace(
             self,
-            precision=resolve_precision(self.precision, dev, self.threads or torch.get_num_threads()),
+            precision=resolve_precision(
+                self.precision, dev, self.threads or torch.get_num_threads(), cls.name, hparams
+            ),
             threads=self.threads or torch.get_num_threads(),
             model=cls.name,
             hparams=hparams,

@@ -431,8 +431,10 @@ class PackedStep:
 
 
 def pack_key(config: RunConfig) -> tuple:
-    """Runs with equal keys can share a pack (for grouping a sweep's runs): :data:`SHARED`."""
-    return tuple(_field(config, f) for f in SHARED)
+    """Runs with equal keys can share a pack (for grouping a sweep's runs): :data:`SHARED`, with
+    ``precision`` as it resolves (``"auto"`` depends on the objective: ``speed.bf16_learns_the_same``)."""
+    precision = config.resolved(check_dataset=False).precision
+    return tuple(precision if f == "precision" else _field(config, f) for f in SHARED)
 
 
 def __getattr__(name: str) -> Any:

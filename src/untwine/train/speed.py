@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -204,12 +204,24 @@ def measure_cpu_bf16(threads: int, rounds: int = 3, steps: int = 4) -> float:
     return statistics.median(ratios)
 
 
-def resolve_precision(setting: str, device: str, threads: int = 0) -> str:
+def bf16_learns_the_same(model: str, hparams: Mapping[str, float]) -> bool:
+    """Whether ``precision = "auto"`` may pick bf16 for this objective. False where bf16 was
+    measured not to learn what fp32 learns (``docs/results/precision_check``): the plain VAE and
+    beta-VAE with beta <= 1, where bf16 runs ended with lower MIG (0.026 vs 0.041 at 5,000 steps,
+    5 seeds each, Welch p = 0.04) while beta 16 and FactorVAE (gamma 10) learned the same."""
+    return not (model == "vae" or (model == "beta-vae" and hparams.get("beta", 4.0) <= 1))
+
+
+def resolve_precision(setting: str, device: str, threads: int = 0, model: str | None = None,
+                      hparams: Mapping[str, float] | None = None) -> str:
     """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` on a CUDA
     device with native bf16 (``device="auto"``: CUDA if available, else CPU) and on a CPU where
-    :func:`cpu_bf16_pays` with ``threads`` (``0``: torch's current count), else ``"fp32"``."""
+    :func:`cpu_bf16_pays` with ``threads`` (``0``: torch's current count), unless ``model`` with
+    ``hparams`` is an objective for which not :func:`bf16_learns_the_same`; else ``"fp32"``."""
     if setting != "auto":
         return setting
+    if model is not None and not bf16_learns_the_same(model, hparams or {}):
+        return "fp32"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     kind = torch.device(device).type
