@@ -114,11 +114,11 @@ def _fit(
     each the error that stopped it (NaN), else ``None``."""
     opened = [open_run(c, resume=resume, data=data) for c in configs]
     todo = [i for i, o in enumerate(opened) if isinstance(o, Opened)]
-    check_packable([opened[i].cfg for i in todo])  # type: ignore[union-attr]  # as resolved ("auto" precision)
     runs: list[Any] = list(opened)
     errors: list[BaseException | None] = [None] * len(configs)
     if not todo:
         return runs, errors
+    check_packable([opened[i].cfg for i in todo])  # type: ignore[union-attr]  # as resolved ("auto" precision)
     starts = sorted({opened[i].step for i in todo})  # type: ignore[union-attr]
     if len(starts) > 1:
         raise ValueError(
