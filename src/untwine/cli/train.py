@@ -28,7 +28,8 @@ _HELP = {
     "log_every": "steps between progress updates and NaN checks",
     "eval_images": "validation images per evaluation",
     "compile": "torch.compile the model: off, on (CUDA graphs on CUDA), or a torch.compile mode",
-    "precision": "auto (bf16 on GPUs with native bfloat16 and on CPUs where it measures faster, once per machine; else fp32: see docs/speed.md), fp32, or "
+    "precision": "auto (bf16 on GPUs with native bfloat16 and on CPUs where it measures faster, once per machine, "
+    "except for the plain VAE and beta-VAE with beta <= 1; else fp32: see docs/speed.md), fp32, or "
     "bf16 (encoder/decoder under bfloat16 autocast)",
     "threads": "torch threads for this run (0: torch's default, all physical cores); recorded in config.json",
 }
