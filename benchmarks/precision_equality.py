@@ -15,8 +15,7 @@ when the bf16 mean lies inside the fp32 range (the issue's test), else **differs
 distance in fp32 seed standard deviations; and Welch's t-test p-value (small: the means differ).
 With 3 seeds a side the range test says "differs" for ~37% of rows even when both sides are draws
 of one distribution, so the summary line also prints how many rows it would flag by chance. Only
-finished runs count; a sweep still running gives
-a partial table. Each run counts under the precision its ``config.json`` records; more seeds may
+finished runs count; a sweep still running gives a partial table. Each run counts under the precision its ``config.json`` records; more seeds may
 come in further sweep folders (a study with other ``seeds``).
 
 Two tables: the final evaluation (what results.csv holds: the issue's test), then the validation
@@ -29,7 +28,6 @@ takes that out. MIG is computed once, at the end, so it is the same in both tabl
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -37,8 +35,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ttest_ind
 
+from untwine.report.tables import fmt
 from untwine.studies.results import collect
 from untwine.studies.study import load_study
+from untwine.train import files
 
 QUANTITIES = [("val_rec", "val rec (nats)"), ("val_kl", "val KL (nats)"), ("val_tc", "val TC (nats)"),
               ("mig", "MIG")]
@@ -55,7 +55,7 @@ def finished(sweeps: list[Path], last: int) -> dict[str, dict[tuple, dict[int, d
         for row in collect(study, sweep):
             if row["status"] != "finished":
                 continue
-            precision = json.loads((sweep / row["run"] / "config.json").read_text())["precision"]
+            precision = files.read_json(sweep / row["run"] / "config.json", "run the sweep again")["precision"]
             if last > 1:
                 row.update(last_evaluations(sweep / row["run"], last))
             key = (row["model"], ", ".join(f"{h} {row[h]:g}" for h in hps if row.get(h) is not None))
@@ -69,13 +69,8 @@ def finished(sweeps: list[Path], last: int) -> dict[str, dict[tuple, dict[int, d
 
 def last_evaluations(run: Path, last: int) -> dict[str, float]:
     """``val_<term>`` means over the last ``last`` validation rows of ``run``'s metrics.jsonl."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    val = [r for r in rows if r["split"] == "val"][-last:]
+    val = [r for r in files.read_jsonl(run / "metrics.jsonl") if r["split"] == "val"][-last:]
     return {f"val_{k}": statistics.fmean(r[k] for r in val) for k in ("rec", "kl", "tc") if k in val[-1]}
-
-
-def fmt(v: float) -> str:
-    return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
 
 
 def chance_outside(n_f: int, n_b: int, draws: int = 100_000) -> float:

@@ -285,6 +285,7 @@ class PackedVAE:
             # The latent layers (FULL_PRECISION) keep float32 weights and cast for themselves.
             enc, x = _bf16(enc, self.encoder), x.to(torch.bfloat16)
         mu, logvar = functional_call(self.encoder, enc, (x,))
+        mu, logvar = mu.float(), logvar.float()  # no-ops with latent_layer heads; as AutocastForward
         z = mu + torch.exp(0.5 * logvar) * eps
         if self.autocast:
             return mu, logvar, z, functional_call(self.decoder, _bf16(dec, self.decoder), (z,)).float()
