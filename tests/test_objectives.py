@@ -3,12 +3,14 @@ the FactorVAE discriminator, and the registry's error messages."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
 from untwine.objectives import bernoulli_rec, build, get, kl_per_dim, names
+from untwine.objectives.base import bernoulli_rec_packed
 from untwine.objectives.dip_vae import covariance, dip_penalty
 from untwine.objectives.factor_vae import Discriminator, FactorVAE, permute_dims
 from untwine.objectives.tc import (
@@ -219,19 +221,72 @@ def test_kl_decomposition_sums_to_the_one_sample_kl(stratified: bool) -> None:
     torch.testing.assert_close(mi + tc + dwkl, (log_qzx - log_pz).mean())
 
 
+@pytest.mark.parametrize("beta", [1.0, 3.0, 20.0])
 @pytest.mark.parametrize("stratified", [0.0, 1.0])
-def test_beta_tcvae_loss(stratified: float) -> None:
+def test_beta_tcvae_logged_loss_is_rec_mi_beta_tc_dwkl(stratified: float, beta: float) -> None:
+    """The logged loss is rec + mi + beta tc + dwkl of the logged (stratified) terms, for MWS
+    training too (no log(N B) constants); at beta = 1 it is rec + the one-sample KL estimate."""
     x, mu, logvar, z, logits = batch(b=8, d=3)
-    out = build("beta-tcvae", dataset_size=500, latents=3, beta=3.0, stratified=stratified).terms(
+    out = build("beta-tcvae", dataset_size=500, latents=3, beta=beta, stratified=stratified).terms(
         x, mu, logvar, z, logits, 0
     )
-    mi, tc, dwkl = kl_decomposition(z, mu, logvar, 500, stratified=bool(stratified))
+    mi, tc, dwkl = kl_decomposition(z, mu, logvar, 500, stratified=True)
     rec = bernoulli_rec(logits, x)
-    offset = 0.0 if stratified else 2.0 * 2 * math.log(500 * 8)  # (beta-1)(D-1) log(N B)
-    torch.testing.assert_close(out["loss"], rec + mi + 3.0 * tc + dwkl - offset)
+    torch.testing.assert_close(out["loss"], rec + mi + beta * tc + dwkl, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out["loss"], out["rec"] + out["mi"] + beta * out["tc"] + out["dwkl"], rtol=0, atol=1e-4)
+    if beta == 1.0:
+        one_sample_kl = (log_density_gaussian(z, mu, logvar).sum(1)
+                         - torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)).mean()
+        torch.testing.assert_close(out["loss"], rec + one_sample_kl, rtol=0, atol=1e-4)
     torch.testing.assert_close(out["kl"], kl_per_dim(mu, logvar).sum())
     # logged decomposition: always the stratified estimate, comparable with other models' tc
     torch.testing.assert_close(out["tc"], total_correlation(z, mu, logvar, 500))
+
+
+def _training_loss(z, mu, logvar, x, logits, n: int, beta, stratified: bool) -> torch.Tensor:
+    """What beta-TCVAE trains on (the loss before the logged value was made readable): rec + mi +
+    beta tc + dwkl of the training estimator, constants included (they do not move gradients)."""
+    mi, tc, dwkl = kl_decomposition(z, mu, logvar, n, stratified=stratified)
+    return bernoulli_rec(logits, x) + mi + beta * tc + dwkl
+
+
+@pytest.mark.parametrize("stratified", [0.0, 1.0])
+def test_beta_tcvae_gradients_are_the_training_estimators(stratified: float) -> None:
+    """Making the logged loss readable leaves training alone: gradients of ``terms`` and
+    ``terms_packed`` equal, bit for bit, those of the training estimator's own loss."""
+    n, betas = 737_280, [1.0, 6.0, 20.0]
+    runs = [batch(b=16, d=4, seed=k) for k in range(3)]
+    for k, beta in enumerate(betas):
+        x, mu, logvar, _, logits = runs[k]
+        leaves = [t.clone().requires_grad_() for t in (mu, logvar, logits)]
+        eps = (runs[k][3] - mu) * torch.exp(-0.5 * logvar)
+        grads = []
+        for loss_of in ("terms", "reference"):
+            m, lv, lg = leaves
+            z = m + torch.exp(0.5 * lv) * eps
+            if loss_of == "terms":
+                obj = build("beta-tcvae", dataset_size=n, latents=4, beta=beta, stratified=stratified)
+                loss = obj.terms(x, m, lv, z, lg, 0)["loss"]
+            else:
+                loss = _training_loss(z, m, lv, x, lg, n, beta, bool(stratified))
+            grads.append(torch.autograd.grad(loss, leaves))
+        assert all(torch.equal(a, b) for a, b in zip(*grads)), (beta, stratified)
+    objs = [build("beta-tcvae", dataset_size=n, latents=4, beta=b, stratified=stratified) for b in betas]
+    x, mu, logvar, z, logits = (torch.stack(t) for t in zip(*runs))
+    eps = (z - mu) * torch.exp(-0.5 * logvar)
+    leaves = [t.clone().requires_grad_() for t in (mu, logvar, logits)]
+    grads = []
+    for loss_of in ("terms_packed", "reference"):
+        m, lv, lg = leaves
+        zz = m + torch.exp(0.5 * lv) * eps
+        if loss_of == "terms_packed":
+            loss = type(objs[0]).terms_packed(objs, x, m, lv, zz, lg, 0)["loss"].sum()
+        else:
+            decompose = functools.partial(kl_decomposition, dataset_size=n, stratified=bool(stratified))
+            mi, tc, dwkl = torch.vmap(decompose)(zz, m, lv)
+            loss = (bernoulli_rec_packed(lg, x) + mi + torch.tensor(betas) * tc + dwkl).sum()
+        grads.append(torch.autograd.grad(loss, leaves))
+    assert all(torch.equal(a, b) for a, b in zip(*grads)), stratified
 
 
 # --- DIP-VAE --------------------------------------------------------------------------------

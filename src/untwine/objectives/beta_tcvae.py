@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 
 from .base import Objective, bernoulli_rec, bernoulli_rec_packed, hparam_vector, kl_per_dim
 from .registry import register
 from .tc import kl_decomposition
+
+
+def readable_with_gradient_of(readable: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """A tensor whose *value* is ``readable`` and whose *gradient* is ``train``'s, exactly:
+    ``readable.detach() + (train - train.detach())`` (``x - x`` is exactly 0 for finite x, and a
+    non-finite ``train`` still makes the result non-finite, so the NaN policy sees it)."""
+    return readable.detach() + (train - train.detach())
 
 
 @register
@@ -20,9 +26,11 @@ class BetaTCVAE(Objective):
     0 (default) trains with minibatch weighted sampling, as the paper and disentanglement_lib do;
     1 trains with the stratified estimator. Whatever the choice, the *logged* ``mi``, ``tc`` and
     ``dwkl`` are the stratified estimates (MWS values are offset by about ``(D-1) log N`` nats, see
-    :mod:`.tc`), so ``tc`` means the same for every model. With MWS the loss drops the constant
-    ``(beta - 1)(D - 1) log(N B)`` (no effect on gradients). Also logs ``rec`` and the analytic ``kl``.
-    Needs ``dataset_size`` (N) and batches of at least 2 codes.
+    :mod:`.tc`), so ``tc`` means the same for every model, and the logged ``loss`` is
+    ``rec + mi + beta * tc + dwkl`` of those logged terms (for beta = 1: ``rec`` + the one-sample
+    KL estimate). With MWS its gradient is MWS's (:func:`readable_with_gradient_of`): the value
+    of the MWS loss itself carries ``log(N B)`` constants and is not logged.
+    Also logs ``rec`` and the analytic ``kl``. Needs ``dataset_size`` (N) and batches of >= 2 codes.
     """
 
     name = "beta-tcvae"
@@ -50,12 +58,11 @@ class BetaTCVAE(Objective):
         mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=stratified)
         beta = self.hparams["beta"]
         loss = rec + mi + beta * tc + dwkl
-        if not stratified:
-            # MWS's log(N B) constants add up to (beta - 1)(D - 1) log(N B); drop them (as
-            # disentanglement_lib does) so the logged loss stays near rec + kl. Same gradients.
-            loss = loss - (beta - 1) * (z.shape[1] - 1) * math.log(self.dataset_size * z.shape[0])
+        if not stratified:  # train on MWS's loss, log the stratified one (see the class doc)
             with torch.no_grad():
                 mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=True)
+                readable = rec + mi + beta * tc + dwkl
+            loss = readable_with_gradient_of(readable, loss)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
 
     @classmethod
@@ -70,8 +77,9 @@ class BetaTCVAE(Objective):
         mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=stratified))(z, mu, logvar)
         beta = hparam_vector(objectives, "beta", kl)
         loss = rec + mi + beta * tc + dwkl
-        if not stratified:  # as terms(): drop MWS's constants, log the stratified estimates
-            loss = loss - (beta - 1) * (z.shape[-1] - 1) * math.log(n * z.shape[-2])
+        if not stratified:  # as terms(): train on MWS's loss, log the stratified one
             with torch.no_grad():
                 mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=True))(z, mu, logvar)
+                readable = rec + mi + beta * tc + dwkl
+            loss = readable_with_gradient_of(readable, loss)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
