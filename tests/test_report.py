@@ -275,3 +275,43 @@ def test_latent_clusters_legend_names_categories():
     fig2 = F.latent_clusters([("m", run)], ds, 1, n=60)  # posX: no names -> colour bar
     assert not fig2.legends and len(fig2.axes) == 2
     assert F.category_names(ds, 1) is None
+
+
+def _loss_log(root, run, values):
+    """A run folder holding only metrics.jsonl: val rows at steps 0, 1, ... with ``values``."""
+    import json
+
+    (root / run).mkdir(parents=True)
+    (root / run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": i, "split": "val", "loss": v}) + "\n" for i, v in enumerate(values)))
+    model, hp = run.split("/")[1:3]
+    name, value = hp.split("=")
+    return {"run": run, "dataset": "ds", "model": model, name: float(value), "seed": 0, "status": "finished"}
+
+
+def test_loss_curves_axis_scale_is_what_the_caption_says(tmp_path):
+    """Log y where a panel's losses are positive and span > 10x (the padded axis limits of such a
+    panel go below 0, which once kept every panel linear under a "log scale" caption)."""
+    from untwine.report import figures as F
+
+    wide = [_loss_log(tmp_path, "ds/beta-vae/beta=1/seed=0", [2800.0, 300.0, 90.0, 85.0])]
+    negative = [_loss_log(tmp_path, "ds/factor-vae/gamma=10/seed=0", [2800.0, 90.0, -40.0])]
+    narrow = [_loss_log(tmp_path, "ds/vae/beta=2/seed=0", [2981.0, 2978.0, 2976.0])]
+    fig = F.loss_curves(wide, tmp_path, ["beta"])
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+    assert F.y_scale_caption(fig) == "log scale"
+    for rows in (negative, narrow):
+        fig = F.loss_curves(rows, tmp_path, ["beta", "gamma"])
+        assert fig.axes[0].get_yscale() == "linear" and "log" not in fig.axes[0].get_ylabel()
+        assert F.y_scale_caption(fig) == "linear scale"
+    both = F.loss_curves(wide + negative, tmp_path, ["beta", "gamma"])
+    assert [a.get_yscale() for a in both.axes] == ["log", "linear"]
+    assert F.y_scale_caption(both).startswith("log scale in the panels whose axis label says so")
+
+
+def test_report_loss_caption_matches_its_axes(toy_sweep):
+    """The toy sweep's losses span < 10x (3 steps): the caption says linear, never log."""
+    html = (toy_sweep / "report.html").read_text()
+    caption = re.search(r"<b>Loss curves\.</b>([^<]*)</figcaption>", html).group(1)
+    assert "linear scale" in caption and "log" not in caption

@@ -161,13 +161,16 @@ def _axes(n: int, ncols: int = 3, w: float = 4.2, h: float = 3.0) -> tuple[Figur
 
 def loss_curves(rows: list[dict[str, Any]], root: Path, hps: Sequence[str], term: str = "loss") -> Figure | None:
     """Train (solid) and validation (dashed, dots) ``term`` vs step, one panel per dataset x model,
-    one colour per setting (first seed only). Log y axis."""
+    one colour per setting (first seed only). A panel's y axis is logarithmic when its values are
+    all positive and span more than a factor of 10 (its label then says "log scale"), linear
+    otherwise; :func:`y_scale_caption` describes the figure's axes."""
     panels = _panels(rows)
     if not panels:
         return None
     fig, axes = _axes(len(panels))
     for ax, ((ds, model), prs) in zip(axes, panels.items()):
         first_seed = min(r["seed"] for r in prs)
+        values: list[float] = []
         for i, r in enumerate(r for r in prs if r["seed"] == first_seed):
             log = _read_metrics_jsonl(root / r["run"] / "metrics.jsonl")
             color = f"C{i % 10}"
@@ -176,18 +179,30 @@ def loss_curves(rows: list[dict[str, Any]], root: Path, hps: Sequence[str], term
                        and e[term] is not None and np.isfinite(e[term])]
                 if pts:
                     s, v = zip(*pts)
+                    values += v
                     ax.plot(s, v, style, color=color, marker="." if split == "val" else None,
                             lw=1.2, label=f"{_setting(r, hps)} ({split})")
-        lo, hi = ax.get_ylim()
-        if lo > 0 and hi / lo > 10:
+        log_y = bool(values) and min(values) > 0 and max(values) / min(values) > 10  # the data, not the padded limits
+        if log_y:
             ax.set_yscale("log")
         ax.set_title(f"{ds} / {model}", fontsize=10)
         ax.set_xlabel("step")
-        ax.set_ylabel(f"{term} (nats / image)")
+        ax.set_ylabel(f"{term} (nats / image{', log scale' if log_y else ''})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("training (solid) and validation (dashed) loss", fontsize=11)
     return fig
+
+
+def y_scale_caption(fig: Figure) -> str:
+    """How ``fig``'s y axes are scaled, for its caption: "log scale", "linear scale" or which is which."""
+    scales = [ax.get_yscale() for ax in fig.axes if ax.has_data()]
+    if scales and all(s == "log" for s in scales):
+        return "log scale"
+    if "log" not in scales:
+        return "linear scale"
+    return ("log scale in the panels whose axis label says so (values positive and spanning more than "
+            "a factor of 10), linear scale in the others")
 
 
 def kl_per_dimension(rows: list[dict[str, Any]], root: Path, hps: Sequence[str]) -> Figure | None:

@@ -107,7 +107,8 @@ def learning_check(rep: Report) -> None:
 
 
 # ----------------------------------------------------------------------------- figures
-def _add(rep: Report, key: str, title: str, caption: str, make: Callable[[], Any]) -> None:
+def _add(rep: Report, key: str, title: str, caption: str | Callable[[Any], str], make: Callable[[], Any]) -> None:
+    """Draw a figure; ``caption`` may be a function of the drawn figure (a caption that describes it)."""
     try:
         fig = make()
     except Exception as e:  # a figure that cannot be drawn is reported, not fatal
@@ -115,7 +116,7 @@ def _add(rep: Report, key: str, title: str, caption: str, make: Callable[[], Any
         traceback.print_exc()
         return
     if fig is not None:
-        rep.figures.append(Figure(key, title, caption, F.to_png(fig)))
+        rep.figures.append(Figure(key, title, caption if isinstance(caption, str) else caption(fig), F.to_png(fig)))
 
 
 def representatives(rep: Report) -> dict[tuple[str, str], tuple[str, dict[str, Any], float]]:
@@ -148,8 +149,9 @@ def draw_figures(rep: Report) -> None:
     reps = representatives(rep)
 
     _add(rep, "loss_curves", "Loss curves",
-         "Training loss (running mean, solid) and validation loss (dashed, dots) in nats per image, "
-         "first seed of every setting; log scale.", lambda: F.loss_curves(fin, root, hps))
+         lambda fig: "Training loss (running mean, solid) and validation loss (dashed, dots) in nats per "
+         f"image, first seed of every setting; {F.y_scale_caption(fig)}. What the loss of each "
+         "objective is: docs/objectives.md.", lambda: F.loss_curves(fin, root, hps))
     _add(rep, "kl_per_dim", "KL per latent dimension",
          "Validation KL of each latent (sorted, largest first): how many latents the model uses.",
          lambda: F.kl_per_dimension(fin, root, hps))
