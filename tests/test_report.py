@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import math
 import re
 
 import pytest
@@ -315,3 +316,79 @@ def test_report_loss_caption_matches_its_axes(toy_sweep):
     html = (toy_sweep / "report.html").read_text()
     caption = re.search(r"<b>Loss curves\.</b>([^<]*)</figcaption>", html).group(1)
     assert "linear scale" in caption and "log" not in caption
+
+
+# ------------------------------------------------------------------ a results folder without run folders
+def _results_only(sweep_dir, dest):
+    """What gets committed of a sweep: results.csv and the study files, no run folders."""
+    import shutil
+
+    dest.mkdir()
+    for name in ("results.csv", "study.json", "study.toml", "sweep_log.jsonl"):
+        shutil.copy(sweep_dir / name, dest / name)
+    return dest
+
+
+def test_report_of_a_results_only_folder_shows_the_tables(toy_sweep, tmp_path):
+    """The tables equal those of the sweep folder itself; the figures results.csv can give are
+    drawn and the page says which need the run folders."""
+    out = _results_only(toy_sweep, tmp_path / "committed")
+    assert cli_main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "4 (3 finished, 1 failed, 0 not finished)" in html
+    assert "results.csv for all runs: their run folders are not in" in html
+    for key in ("beta", "gamma", "suite", "failures"):  # same numbers as from the run folders
+        assert (out / "tables" / f"{key}.csv").read_text() == (toy_sweep / "tables" / f"{key}.csv").read_text(), key
+    titles = re.findall(r'<img alt="([^"]+)"', html)
+    assert titles == ["Metrics vs hyperparameter", "Published vs ours: Table 1", "Metrics per model: toy"]
+    assert "None of the 4 runs has a run folder here (results.csv only): the figures below are" in html
+    assert "loss curves (metrics.jsonl), KL per latent dimension (summary.json), latent traversals" in html
+    assert "needs the run folder" in html  # the learning check's step-0 rec
+    assert "could not be" not in html  # no run was tried and failed to load
+
+
+def test_report_takes_only_missing_runs_from_results_csv(toy_sweep, tmp_path):
+    import shutil
+
+    from untwine.studies.results import collect, collect_for_report
+    from untwine.studies.study import load_sweep_study
+
+    out = tmp_path / "sweep"
+    shutil.copytree(toy_sweep, out)
+    study = load_sweep_study(out)
+    (out / "results.csv").write_text("damaged")  # not read while every run folder is there
+    assert collect_for_report(study, out) == (collect(study, out), [])
+    shutil.copy(toy_sweep / "results.csv", out / "results.csv")
+    gone = "toy/beta-vae/beta=4/seed=0"
+    shutil.rmtree(out / gone)
+    rows, recorded = collect_for_report(study, out)
+    assert recorded == [gone]
+    assert [r["status"] for r in rows] == ["finished", "finished", "finished", "failed"]
+    row = next(r for r in rows if r["run"] == gone)
+    assert math.isclose(row["mig"], next(r for r in collect(study, toy_sweep) if r["run"] == gone)["mig"],
+                        rel_tol=1e-5)
+    assert cli_main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "1 of the 4 runs have no run folder here (results.csv only): they are in the figures" in html
+    assert "Loss curves" in html
+
+
+def test_report_of_a_truncated_results_csv_is_a_clear_error(toy_sweep, tmp_path, capsys):
+    from untwine.report import build_report
+    from untwine.train.files import RunFolderError
+
+    out = _results_only(toy_sweep, tmp_path / "committed")
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[: len(text) // 2])
+    last = text[: len(text) // 2].count("\n") + 1
+    message = (f"{out / 'results.csv'} is damaged: it is cut short (its last line, {last}, has no newline). "
+               f"Fix: restore {out / 'results.csv'} from where it came from (a copy, git), or delete it and run "
+               f"`untwine sweep` with the same study and --out {out}, which writes it again from the run folders")
+    with pytest.raises(RunFolderError) as e:
+        build_report(out, figures=False)
+    assert str(e.value) == message
+    capsys.readouterr()
+    assert cli_main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"untwine report: error: {message}\n" and "Traceback" not in err
+    assert not (out / "report.html").exists()

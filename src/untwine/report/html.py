@@ -17,7 +17,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable
 
-from ..studies.results import collect
+from ..studies.results import collect_for_report
 from ..train import files
 from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
@@ -51,9 +51,16 @@ class Report:
     claims: list[str] = field(default_factory=list)  # one line per published scalar
     skipped: list[str] = field(default_factory=list)  # metrics that did not apply, with the reason
     shipped: list[tuple[str, Path]] = field(default_factory=list)  # [report] pretrained: (name, folder)
+    recorded: list[str] = field(default_factory=list)  # runs without a run folder, rows from results.csv
 
 
 _read_json = F._read_json  # a run folder's JSON file, None when missing or unreadable
+
+NEEDS_FOLDERS = "needs the run folder"
+# What a report cannot draw from results.csv alone (a results folder committed without its run folders)
+RUN_FOLDER_FIGURES = ("loss curves (metrics.jsonl), KL per latent dimension (summary.json), latent traversals, "
+                      "reconstructions, latent clusters, the beta-VAE score construction and mean |latent| "
+                      "(checkpoints), and the learning check's step-0 reconstruction (summary.json)")
 
 
 # ----------------------------------------------------------------------------- learning check
@@ -82,10 +89,13 @@ def learning_check(rep: Report) -> None:
         if ratio is not None:
             ratios.append(ratio)
         row = [key[0], key[1], T.setting_label(key, hps), s0, s1, f"{ratio:.3f}" if ratio is not None else ""]
+        if not start and all(r["run"] in rep.recorded for r in grp):  # results.csv has no step-0 rec
+            row[3:6] = [NEEDS_FOLDERS, Stat.of([r.get("val_rec") for r in grp]), ""]
         if has_mig:
             base = (_read_json(rep.root / "baseline" / key[0] / "metrics.json") or {}).get("mig")
             m = Stat.of([r.get("mig") for r in grp])
-            row += [m, fmt(base) if isinstance(base, (int, float)) else "not computed"]
+            row += [m, fmt(base) if isinstance(base, (int, float))
+                    else "needs the sweep's baseline/ folder" if rep.recorded else "not computed"]
             if m and isinstance(base, (int, float)):
                 migs.append((f"{key[1]} ({T.setting_label(key, hps)})", m.mean, base))
         t.rows.append(row)
@@ -119,12 +129,13 @@ def _add(rep: Report, key: str, title: str, caption: str | Callable[[Any], str],
         rep.figures.append(Figure(key, title, caption if isinstance(caption, str) else caption(fig), F.to_png(fig)))
 
 
-def representatives(rep: Report) -> dict[tuple[str, str], tuple[str, dict[str, Any], float]]:
+def representatives(rep: Report, rows: list[dict[str, Any]] | None = None
+                    ) -> dict[tuple[str, str], tuple[str, dict[str, Any], float]]:
     """Per (dataset, model): the run (first seed) of the setting with the best mean MIG (the first
-    setting without MIG), with a label."""
+    setting without MIG), with a label; among ``rows`` (default: all the report's rows)."""
     hps = T.hp_columns(rep.rows)
     best: dict[tuple[str, str], tuple[float, str, dict[str, Any]]] = {}
-    for key, grp in T.group(rep.rows, hps):
+    for key, grp in T.group(rep.rows if rows is None else rows, hps):
         mig = Stat.of([r.get("mig") for r in grp])
         score = mig.mean if mig else -math.inf
         k = (key[0], key[1])
@@ -146,19 +157,23 @@ def draw_figures(rep: Report) -> None:
         return
     opts = study.report
     span = float(opts.get("traversal_range", 2.0))
-    reps = representatives(rep)
+    here = [r for r in fin if r["run"] not in rep.recorded]  # finished runs whose folders are here
+    reps = representatives(rep, here)
 
     _add(rep, "loss_curves", "Loss curves",
          lambda fig: "Training loss (running mean, solid) and validation loss (dashed, dots) in nats per "
          f"image, first seed of every setting; {F.y_scale_caption(fig)}. What the loss of each "
-         "objective is: docs/objectives.md.", lambda: F.loss_curves(fin, root, hps))
+         "objective is: docs/objectives.md.", lambda: F.loss_curves(here, root, hps))
     _add(rep, "kl_per_dim", "KL per latent dimension",
          "Validation KL of each latent (sorted, largest first): how many latents the model uses.",
-         lambda: F.kl_per_dimension(fin, root, hps))
+         lambda: F.kl_per_dimension(here, root, hps))
 
     # per-run mean |latent| (only for models whose grid varies), needs the data and the runs
     extra: dict[str, dict[str, float]] = {}
     for ds in study.datasets:
+        if not any(r["dataset"] == ds for r in here) and not any(
+                (_read_json(folder / "config.json") or {}).get("dataset") == ds for _, folder in rep.shipped):
+            continue  # nothing to draw from this dataset's images: do not load it
         kw = next(kw for name, kw in study.expand() if kw["dataset"] == ds)
         try:
             data = load(ds, kw.get("source"), kw.get("data_root"))
@@ -203,7 +218,7 @@ def draw_figures(rep: Report) -> None:
                  f"changes when the factor is fixed (shown for {label}).",
                  lambda: F.beta_vae_score_construction(run, data, f"{ds} / {label}"))
         # mean |latent| of every run of models whose grid varies one hyperparameter
-        for r in fin:
+        for r in here:
             if r["dataset"] != ds:
                 continue
             same = [x for x in fin if x["dataset"] == ds and x["model"] == r["model"]]
@@ -253,6 +268,7 @@ def environment(rep: Report) -> list[tuple[str, str]]:
     train_s = sum(float(s.get("wall_time_s") or 0) for s in sums)
     evals = [_read_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
     eval_s = sum(float(e.get("wall_time_s") or 0) for e in evals)
+    absent = f" ({len(rep.recorded)} runs without a run folder here not counted)" if rep.recorded else ""
     devices = sorted({str(s.get("device") or (s.get("config") or {}).get("device", "")) for s in sums} - {""})
     log = files.read_jsonl(rep.root / "sweep_log.jsonl") if (rep.root / "sweep_log.jsonl").is_file() else []
     env = [
@@ -264,8 +280,8 @@ def environment(rep: Report) -> list[tuple[str, str]]:
         ("CPU cores", str(__import__("os").cpu_count())),
         ("CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"),
         ("run device setting", ", ".join(devices) or "unknown"),
-        ("training wall time (sum over runs)", f"{train_s:.0f} s"),
-        ("evaluation wall time (sum over runs)", f"{eval_s:.0f} s"),
+        ("training wall time (sum over runs)", f"{train_s:.0f} s{absent}"),
+        ("evaluation wall time (sum over runs)", f"{eval_s:.0f} s{absent}"),
     ]
     if log:
         last = log[-1]
@@ -273,6 +289,20 @@ def environment(rep: Report) -> list[tuple[str, str]]:
                               f"{last['jobs']} job(s), {last['wall_time_s']:.0f} s wall"))
     env.append(("report written", time.strftime("%Y-%m-%d %H:%M:%S")))
     return env
+
+
+# ----------------------------------------------------------------------------- results.csv only
+def figures_sentence(rep: Report) -> str:
+    """Which figures a report without (some) run folders leaves out (the Figures section)."""
+    n, total = len(rep.recorded), len(rep.rows)
+    if n == total:
+        head = (f"None of the {total} runs has a run folder here (results.csv only): the figures below are "
+                "those results.csv can give. Left out, as they need the run folders")
+    else:
+        head = (f"{n} of the {total} runs have no run folder here (results.csv only): they are in the figures "
+                "drawn from results.csv, and left out of those that need the run folders")
+    return (f"{head}: {RUN_FOLDER_FIGURES}. Copy the run folders next to results.csv (or report on the sweep "
+            "folder itself) to draw them.")
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -339,6 +369,10 @@ def render(rep: Report) -> str:
         ("runs", f"{len(rep.rows)} ({n_fin} finished, {n_fail} failed, "
                  f"{len(rep.rows) - n_fin - n_fail} not finished)"),
     ]
+    if rep.recorded:
+        which = "all runs" if len(rep.recorded) == len(rep.rows) else f"{len(rep.recorded)} of {len(rep.rows)} runs"
+        settings.append(("results from", f"results.csv for {which}: their run folders are not in {rep.root}, so "
+                         "their tables come from results.csv (settings, status, final validation terms, metrics)"))
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="sub">untwine report for <code>{html.escape(str(rep.root))}</code></p>']
     nav = [("settings", "Settings"), ("learning", "Learning check"), ("tables", "Tables")]
@@ -371,6 +405,8 @@ def render(rep: Report) -> str:
                          + '<ul class="caption">' + "".join(f"<li>{html.escape(n)}</li>" for n in c.notes)
                          + "</ul>")
     parts.append('<h2 id="figures">Figures</h2>')
+    if rep.recorded:
+        parts.append(f'<p class="warn">{html.escape(figures_sentence(rep))}</p>')
     if rep.figures:
         parts.append("<p>" + " · ".join(f'<a href="#f-{i}">{html.escape(f.title)}</a>'
                                         for i, f in enumerate(rep.figures)) + "</p>")
@@ -418,8 +454,8 @@ def build_report(root: str | Path, figures: bool | None = None,
     those of the sweep's own study file."""
     r = Path(root)
     study = load_sweep_study(r, references)
-    rows = collect(study, r)
-    rep = Report(study, r, rows, tables=T.all_tables(rows))
+    rows, recorded = collect_for_report(study, r)
+    rep = Report(study, r, rows, tables=T.all_tables(rows), recorded=recorded)
     rep.references, rep.claims = R.comparisons(study, rows)
     rep.skipped = skipped_metrics(r, rows)
     learning_check(rep)

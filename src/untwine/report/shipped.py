@@ -104,7 +104,8 @@ def comparison_table(root: Path, rows: Sequence[dict[str, Any]], shipped: Sequen
     for r in rows:
         if r.get("status") != "finished":
             continue
-        t.rows.append([r["run"], "this study", how_trained(root / r["run"]), _mig(r.get("mig")), verdict(r.get("mig"))])
+        how = how_trained(root / r["run"]) if (root / r["run"]).is_dir() else "no run folder here (results.csv only)"
+        t.rows.append([r["run"], "this study", how, _mig(r.get("mig")), verdict(r.get("mig"))])
     for name, folder in shipped:
         mig = _read(folder / "metrics.json").get("mig")
         t.rows.append([name, "shipped (untwine pretrained)", how_trained(folder), _mig(mig), verdict(mig)])

@@ -174,8 +174,14 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read ``results.csv`` back: numbers as float (seed as int), empty cells as None. Damage
     raises :class:`~untwine.train.files.RunFolderError` naming the file and line."""
     p = Path(path)
-    fix = f"delete {p}; `untwine sweep` with the same study and --out writes it again from the run folders"
+    fix = (f"restore {p} from where it came from (a copy, git), or delete it and run `untwine sweep` with the "
+           f"same study and --out {p.parent}, which writes it again from the run folders")
     text = files.read_text(p, fix)
+    if not text.strip():
+        raise files.damaged(p, "the file is empty", fix)
+    if not text.endswith("\n"):  # to_csv ends every line with one: the file was cut short
+        last = text.count("\n") + 1
+        raise files.damaged(p, f"it is cut short (its last line, {last}, has no newline)", fix)
     rows = []
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
@@ -200,6 +206,28 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     except csv.Error as e:
         raise files.damaged(p, f"not valid CSV ({e})", fix) from None
     return rows
+
+
+def collect_for_report(study: Study, root: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows as :func:`collect`, except that a run whose folder is not under ``root`` takes its row
+    from ``root/results.csv`` when that file has it (a results folder committed without its run
+    folders). Returns the rows and the names of the runs whose rows came from results.csv.
+    results.csv is read only when a run folder is missing; damage raises
+    :class:`~untwine.train.files.RunFolderError` (see :func:`read_results`)."""
+    r = Path(root)
+    rows = collect(study, r)
+    gone = {row["run"] for row in rows if not (r / row["run"]).is_dir()}
+    if not gone or not (r / "results.csv").is_file():
+        return rows, []
+    recorded = {row["run"]: row for row in read_results(r / "results.csv")}
+    used = []
+    for i, row in enumerate(rows):
+        rec = recorded.get(row["run"]) if row["run"] in gone else None
+        if rec is not None:
+            settings = list(row)[: list(row).index("seed") + 1]  # run..seed as the study gives them
+            rows[i] = {**{k: row[k] for k in settings}, **{k: v for k, v in rec.items() if k not in settings}}
+            used.append(row["run"])
+    return rows, used
 
 
 def write_timings(study: Study, root: str | os.PathLike, path: str | os.PathLike) -> Path:
