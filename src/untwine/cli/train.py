@@ -32,6 +32,7 @@ _HELP = {
     "except for the plain VAE and beta-VAE with beta <= 1; else fp32: see docs/speed.md), fp32, or "
     "bf16 (encoder/decoder under bfloat16 autocast)",
     "threads": "torch threads for this run (0: torch's default, all physical cores); recorded in config.json",
+    "tensorboard": "also write TensorBoard event files to OUT/tb/ (pip install 'untwine[tensorboard]')",
 }
 
 
@@ -67,6 +68,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         if f.name in _SKIP:
             continue
         d = getattr(defaults, f.name)
+        if isinstance(d, bool):  # --tensorboard / --no-tensorboard
+            p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=_HELP.get(f.name, f.name.replace("_", " ")) + f" (default {'on' if d else 'off'})")
+            continue
         typ = float if isinstance(d, float) else int if isinstance(d, int) else str
         if f.name in ("eval_every", "checkpoint_every"):
             typ = int

@@ -29,7 +29,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 # Fields that may differ between a run and its resumption (how the step runs, not what it computes).
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "eval_every", "checkpoint_every", "log_every", "device", "out", "compile", "threads"}
+    {"steps", "eval_every", "checkpoint_every", "log_every", "device", "out", "compile", "threads", "tensorboard"}
 )
 
 
@@ -56,6 +56,9 @@ class RunConfig:
     ``threads``: torch intra-op threads for this run (results depend on it in the last float bits,
     so it is recorded like the seed); ``0`` resolves to torch's default for this process
     (``torch.get_num_threads()``: the physical cores, or ``OMP_NUM_THREADS``).
+    ``tensorboard``: also write TensorBoard event files to ``out/tb/``
+    (:mod:`untwine.train.tensorboard`; needs ``pip install 'untwine[tensorboard]'``); the run
+    itself (weights, ``metrics.jsonl``) is the same either way.
     """
 
     dataset: str = "dsprites"
@@ -81,6 +84,7 @@ class RunConfig:
     compile: str = "off"
     precision: str = "auto"
     threads: int = 0
+    tensorboard: bool = False
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +197,11 @@ class RunConfig:
             self.precision in PRECISIONS,
             f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
         )
+        need(isinstance(self.tensorboard, bool), f"tensorboard must be true or false, got {self.tensorboard!r}")
+        if self.tensorboard:
+            from .tensorboard import require
+
+            require()  # MissingExtraError (a ValueError) naming the extra to install
         if dev.startswith("cuda"):
             need(
                 torch.cuda.is_available(),
@@ -257,7 +266,9 @@ def _coerce(name: str, v: Any, default: Any) -> Any:
             raise ValueError(f"{name} must be a string, got {v!r}")
         return v
     if isinstance(default, bool):
-        return bool(v)
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be true or false, got {v!r}")
+        return v
     if isinstance(default, int):
         return _int(name, v)
     if isinstance(default, float):

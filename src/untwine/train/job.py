@@ -27,6 +27,7 @@ from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MeansRow, MetricsLog, RunningMeans, write_json
 from .resume import resume_point
 from .run import Run, load_run
+from .tensorboard import TensorBoardLog
 
 
 class Opened(NamedTuple):
@@ -131,6 +132,7 @@ class Job:
             self.log.truncate_after(self.step)
         elif self.log.path.exists():
             self.log.path.unlink()
+        self.tb = TensorBoardLog(out, self.step, data, self.val_x, data.factors[val_rows]) if cfg.tensorboard else None
         self.last_good: int | None = self.step if ckpt is not None else None
         self.loss_buf = torch.zeros(cfg.log_every, device=device)
         self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
@@ -148,7 +150,7 @@ class Job:
     def initial_eval(self) -> None:
         if self.step == 0:
             self.last["val"] = self.last["initial_val"] = self.evaluate()
-            self.log.write(0, "val", self.last["val"])
+            self.write_logs(0, {"val": self.last["val"]})
 
     def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
                logs: dict[str, torch.Tensor] | None = None) -> None:
@@ -184,11 +186,18 @@ class Job:
             self.last["train"] = self.running.means()
             self.running.reset()
             self.last["val"] = self.evaluate()
-            self.log.write(step, "train", self.last["train"])
-            self.log.write(step, "val", self.last["val"])
+            self.write_logs(step, {"train": self.last["train"], "val": self.last["val"]})
         if saving:
             self.save()
         return logged
+
+    def write_logs(self, step: int, rows: dict[str, dict[str, Any]]) -> None:
+        """The one writer of ``metrics.jsonl``: a row per ``split -> values``; with ``tensorboard``,
+        the same rows (and, at evaluations, metrics and traversals) go to the event files."""
+        for split, values in rows.items():
+            self.log.write(step, split, values)
+        if self.tb is not None:
+            self.tb.write(step, rows, self.model)
 
     def save(self) -> None:
         extra = self.objective.extra_optimizer
@@ -270,6 +279,8 @@ class Job:
         """Write ``summary.json`` (whatever the status)."""
         cfg, step = self.cfg, self.step
         self.elapsed += time.perf_counter() - self.t_start
+        if self.tb is not None:
+            self.tb.close()
         self.t_start = time.perf_counter()
         write_json(self.out / "summary.json", {
             "status": self.status,
