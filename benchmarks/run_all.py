@@ -26,6 +26,7 @@ QUICK: dict[str, list[str]] = {
     "bench_packed_overhead.py": ["--ks", "1", "8", "32", "--no-model", "--rounds", "2", "--steps", "30"],
     "bench_precision.py": ["--quick"],
     "bench_bf16_layers.py": ["--repeats", "2", "--iters", "5"],
+    "bench_tensorboard.py": ["--steps", "100", "--eval-every", "50", "--rounds", "1"],
 }
 
 

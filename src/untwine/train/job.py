@@ -371,8 +371,8 @@ def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
         if k not in RESUMABLE_CHANGES and a[k] != b[k]:
             raise ValueError(
                 f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
-                "settings (only steps, eval_every, checkpoint_every, log_every, device, compile and threads may change) "
-                "or choose another out folder"
+                "settings (only steps, eval_every, checkpoint_every, log_every, device, compile, threads and "
+                "tensorboard may change) or choose another out folder"
             )
 
 

@@ -112,7 +112,7 @@ class TensorBoardLog:
         from .run import Run
 
         run = Run(self.dir.parent, None, model, {"val": dict(val)}, precision="fp32")  # type: ignore[arg-type]
-        png = to_png(traversals(run, self.data, f"step {step}"), dpi=72)
+        png = to_png(traversals(run, self.data, f"step {step}"))
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
     def close(self) -> None:
