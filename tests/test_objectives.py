@@ -310,6 +310,24 @@ def test_dip_penalty_of_a_known_covariance() -> None:
 
 # --- FactorVAE ------------------------------------------------------------------------------
 
+def test_factor_vae_d_lr_follows_the_runs_lr_unless_given(tmp_path) -> None:
+    from untwine.train import RunConfig
+
+    def resolved(**kw) -> dict:
+        return RunConfig(model="factor-vae", **kw).resolved(check_dataset=False).hparams
+
+    assert resolved(lr=1e-3)["d_lr"] == pytest.approx(1e-3)
+    assert resolved(lr=3e-4)["d_lr"] == pytest.approx(3e-4)
+    assert resolved(lr=1e-3, hparams={"d_lr": 1e-4})["d_lr"] == pytest.approx(1e-4)
+    assert resolved()["d_lr"] == pytest.approx(1e-4)  # the default lr, 1e-4: the paper's pair
+    # the discriminator's optimizer gets it
+    fv = build("factor-vae", dataset_size=10, latents=3, **resolved(lr=2e-3))
+    assert fv.extra_optimizer.param_groups[0]["lr"] == pytest.approx(2e-3)
+    # a run folder records the resolved value, so resuming keeps it
+    cfg = RunConfig(model="factor-vae", lr=1e-3, out=str(tmp_path / "r")).resolved(check_dataset=False)
+    assert RunConfig.from_dict(cfg.to_dict()).hparams["d_lr"] == pytest.approx(1e-3)
+
+
 def test_permute_dims_permutes_each_column() -> None:
     torch.manual_seed(0)
     z = torch.arange(40.0).view(10, 4)

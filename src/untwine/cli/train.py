@@ -51,6 +51,17 @@ def _hparam_names() -> dict[str, list[str]]:
     return out
 
 
+def _follows_lr(name: str) -> str:
+    """Help text for a hyperparameter whose default follows --lr (``Objective.lr_defaults``)."""
+    from .. import objectives
+
+    ratios = {objectives.get(m).lr_defaults[name] for m in objectives.names() if name in objectives.get(m).lr_defaults}
+    if not ratios:
+        return ""
+    (r,) = ratios
+    return " (default: --lr)" if r == 1.0 else f" (default: {r:g} x --lr)"
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     from ..train import RunConfig
 
@@ -84,7 +95,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     for name, models in _hparam_names().items():
         hp.add_argument(
             _flag(name), dest=f"hp_{name}", type=float, default=None, metavar="X",
-            help=f"{', '.join(models)}",
+            help=f"{', '.join(models)}" + _follows_lr(name),
         )
     p.set_defaults(func=run)
 

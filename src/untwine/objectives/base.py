@@ -62,6 +62,10 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, float]] = {}
+    # Hyperparameters whose default follows the run's learning rate: name -> ratio. A run that
+    # does not set one gets ``ratio * RunConfig.lr`` (:meth:`untwine.train.RunConfig.resolved`,
+    # recorded in config.json); ``params`` keeps the value for an objective built without a run.
+    lr_defaults: ClassVar[dict[str, float]] = {}
     has_extra_step: ClassVar[bool] = False
     random_terms: ClassVar[bool] = True
     batched_terms: ClassVar[bool] = False

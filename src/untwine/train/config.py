@@ -149,8 +149,9 @@ class RunConfig:
         self.resolved(check_dataset=check_dataset)
 
     def resolved(self, *, check_dataset: bool = True) -> "RunConfig":
-        """A validated copy with hyperparameters filled from the objective's ``params`` and the
-        automatic (``None``) values chosen. Raises ``ValueError`` for any bad value."""
+        """A validated copy with hyperparameters filled from the objective's ``params`` (those in
+        its ``lr_defaults`` from ``lr``: FactorVAE's ``d_lr = lr``) and the automatic (``None``)
+        values chosen. Raises ``ValueError`` for any bad value."""
         import torch
 
         from .. import objectives
@@ -219,7 +220,8 @@ class RunConfig:
             self.batch_size >= cls.min_batch_size,
             f"{cls.name} needs batch_size >= {cls.min_batch_size}, got {self.batch_size}",
         )
-        hparams = {k: float(v) for k, v in {**cls.params, **self.hparams}.items()}
+        follow_lr = {k: ratio * self.lr for k, ratio in cls.lr_defaults.items()}
+        hparams = {k: float(v) for k, v in {**cls.params, **follow_lr, **self.hparams}.items()}
         cls(dataset_size=1, latents=self.latents, **hparams)  # runs the objective's validate()
 
         if check_dataset:
