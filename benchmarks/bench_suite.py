@@ -97,7 +97,7 @@ def part2(run_dir: str | None) -> None:
     r = um.evaluate(run, data, seed=0, progress=True)
     total = time.perf_counter() - t
     tab = r["timings_s"]["encode_table"]
-    need = planned_draws(um.METRICS, resolve_sizes(None))
+    need = planned_draws(um.DEFAULT_METRICS, resolve_sizes(None))
     print(f"suite on procedural dSprites ({len(data)} images), encoder: {label}, torch threads {torch.get_num_threads()}")
     print(f"encode every image once: {tab:.1f} s ({len(data) / tab:.0f} images/s)")
     print(f"metrics after the table: {total - tab:.1f} s; total {total:.1f} s")

@@ -66,18 +66,26 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a run with the disentanglement metrics",
-        description="Compute MIG, SAP, modularity/explicitness, DCI, beta-VAE, FactorVAE and "
-        "Gaussian TC for a trained run (disentanglement_lib 1.5 protocol and sample sizes) "
-        "and write RUN_DIR/metrics.json.",
+        description="Compute MIG, SAP, modularity/explicitness, DCI, beta-VAE, FactorVAE, Gaussian TC, "
+        "IRS and the unsupervised scores (the default suite, ~30 s at standard sizes on 2 CPU cores "
+        "plus encoding) for a trained run (disentanglement_lib 1.5 protocol and sample sizes) and "
+        "write RUN_DIR/metrics.json. Not in the default suite because each fits many classifiers "
+        "(minutes at standard sizes; name them in --metrics): downstream (logistic regression and "
+        "boosted trees on 10..10,000 points, ~3-5 min), reduced_downstream (boosted trees after "
+        "removing each factor's most important dimension, ~5 min), fairness (boosted trees "
+        "predicting each factor under interventions on each other factor, ~1 min).",
     )
     p.add_argument("run_dir", help="run folder written by `untwine train`")
-    p.add_argument("--metrics", default=None, help="comma list (default all): mig,sap,modularity,dci,beta_vae,factor_vae,gaussian_tc")
+    p.add_argument("--metrics", default=None, help="comma list; default: mig,sap,modularity,dci,beta_vae,factor_vae,gaussian_tc,irs,unsupervised; "
+                   "opt-in (slow: classifier fits, minutes each): downstream,reduced_downstream,fairness")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000")
+    p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000 "
+                   "(downstream tasks: training sizes 10, 100, ... up to num_train; fairness.num_test_points_per_class)")
     p.add_argument("--dci-backend", choices=("exact", "sklearn", "fast"), default="exact",
                    help="exact (default): untwine's re-implementation of the reference GradientBoostingClassifier "
                    "(same numbers up to tie-breaking, ~15x faster); sklearn: the reference estimator itself "
-                   "(minutes); fast: histogram boosting, approximate")
+                   "(minutes); fast: histogram boosting, approximate. Also the boosted trees of downstream, "
+                   "reduced_downstream and fairness")
     p.add_argument("--code-table", choices=("auto", "on", "off"), default="auto",
                    help="encode every image once and look codes up (same scores; auto: when the metrics "
                    "would draw more observations than the dataset has, e.g. dSprites at standard sizes)")

@@ -1,11 +1,16 @@
 """The metric suite: ``evaluate(run_or_encoder, data) -> dict`` with the reference sample sizes.
 
 Sample sizes default to disentanglement_lib 1.5's ``unsupervised_study_v1`` metric configs
-(:data:`DEFAULT_SIZES`). One knowing difference in protocol: the array metrics (MIG, SAP,
-modularity/explicitness, DCI, Gaussian TC) share one pool of ``max(num_train)`` training and
-``max(num_test)`` test points, drawn and encoded once (the reference draws a fresh sample for each
-metric); each metric uses the first ``num_train``/``num_test`` rows. The two sampling scores draw
-their own points from independent streams of the same seed.
+(:data:`DEFAULT_SIZES`; fairness: ``fairness_study_v1``). One knowing difference in protocol: the
+array metrics (MIG, SAP, modularity/explicitness, DCI, Gaussian TC, IRS, the unsupervised scores,
+the downstream tasks) share one pool of ``max(num_train)`` training and ``max(num_test)`` test
+points, drawn and encoded once (the reference draws a fresh sample for each metric); each metric
+uses the first ``num_train``/``num_test`` rows. The three sampling scores (beta-VAE, FactorVAE,
+fairness) draw their own points from independent streams of the same seed.
+
+:data:`DEFAULT_METRICS` (what ``metrics=None`` runs, ~30 s at the standard sizes on 2 cores) leaves
+out the scores that fit many classifiers (:data:`SLOW_METRICS`: downstream, reduced downstream,
+fairness; minutes each); :data:`METRICS` names them all.
 """
 
 from __future__ import annotations
@@ -18,14 +23,24 @@ import numpy as np
 from .beta_vae_score import beta_vae_score
 from .code_table import CodeTable, supports_table
 from .dci import dci
+from .downstream import PREDICTORS, downstream_task
 from .factor_vae_score import factor_vae_score
+from .fairness import fairness
+from .irs import irs
 from .mig import mig
 from .mig_sampled import gaussian_total_correlation
 from .modularity import modularity_explicitness
+from .reduced_downstream import reduced_downstream_task
 from .sap import sap
+from .unsupervised import unsupervised_scores
 from .utils import check_data, encode_factors
 
-METRICS = ("mig", "sap", "modularity", "dci", "beta_vae", "factor_vae", "gaussian_tc")
+DEFAULT_METRICS = ("mig", "sap", "modularity", "dci", "beta_vae", "factor_vae", "gaussian_tc", "irs", "unsupervised")
+SLOW_METRICS = ("downstream", "reduced_downstream", "fairness")  # classifier fits: minutes each
+METRICS = DEFAULT_METRICS + SLOW_METRICS
+# Metrics scored on the shared pool of encoded points (the rest draw their own).
+ARRAY_METRICS = ("mig", "sap", "modularity", "dci", "gaussian_tc", "irs", "unsupervised", "downstream",
+                 "reduced_downstream")
 
 DEFAULT_SIZES: dict[str, dict[str, int]] = {
     "mig": {"num_train": 10000},
@@ -35,12 +50,27 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
     "beta_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
     "factor_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000, "num_variance_estimate": 10000},
     "gaussian_tc": {"num_train": 10000},
+    "irs": {"num_train": 10000},
+    "unsupervised": {"num_train": 10000},
+    # training sizes 10, 100, ... below num_train, and num_train (the reference: 10 .. 10,000)
+    "downstream": {"num_train": 10000, "num_test": 5000},
+    "reduced_downstream": {"num_train": 10000, "num_test": 5000},
+    "fairness": {"num_train": 10000, "num_test_points_per_class": 100},
 }
 
 
 # Metrics (and result keys) that need at least two factors: the beta-VAE and FactorVAE scores
-# classify *which* factor was fixed, modularity and DCI disentanglement normalise by K - 1 / log K.
-NEEDS_TWO_FACTORS = ("beta_vae", "factor_vae", "modularity", "dci_disentanglement")
+# classify *which* factor was fixed, modularity and DCI disentanglement normalise by K - 1 / log K,
+# fairness pairs a predicted with a sensitive factor, the reduced downstream task compares the
+# reduced factor with the others.
+NEEDS_TWO_FACTORS = ("beta_vae", "factor_vae", "modularity", "dci_disentanglement", "fairness", "reduced_downstream")
+# Metrics left out whole when they do not apply (the others lose only the result keys named above).
+WHOLE_METRICS = ("beta_vae", "factor_vae", "fairness", "reduced_downstream")
+
+
+def train_sizes(num_train: int) -> list[int]:
+    """The downstream tasks' training sizes: 10, 100, 1,000, ... below ``num_train``, then ``num_train``."""
+    return [10**e for e in range(1, 20) if 10**e < num_train] + [int(num_train)]
 
 
 def not_applicable(name: str, data: Any) -> str | None:
@@ -56,8 +86,9 @@ def resolve_sizes(sizes: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
     """Merge overrides into :data:`DEFAULT_SIZES`.
 
     ``sizes`` maps a metric name to ``{param: value}``, or a parameter name (``num_train``,
-    ``num_test``, ``num_eval``, ``batch_size``, ``num_variance_estimate``) to a value applied to
-    every metric that has it; per-metric entries win.
+    ``num_test``, ``num_eval``, ``batch_size``, ``num_variance_estimate``,
+    ``num_test_points_per_class``) to a value applied to every metric that has it; per-metric
+    entries win.
     """
     out = {m: dict(v) for m, v in DEFAULT_SIZES.items()}
     params = {p for v in DEFAULT_SIZES.values() for p in v}
@@ -99,7 +130,7 @@ def _encoder(run_or_encoder: Any) -> Callable[[Any], Any]:
 
 def _parse_metrics(metrics: Iterable[str] | str | None) -> list[str]:
     if metrics is None:
-        return list(METRICS)
+        return list(DEFAULT_METRICS)
     if isinstance(metrics, str):
         metrics = [m for m in metrics.split(",") if m.strip()]
     names = [m.strip().lower().replace("-", "_") for m in metrics]
@@ -130,13 +161,16 @@ def evaluate(
             with such an ``.encode`` (a run from ``untwine.train.load_run``).
         data: a :class:`~untwine.data.GroundTruthData` or any object with ``factor_sizes``,
             ``num_factors``, ``sample_factors(n, rng)``, ``observations_from_factors(f, rng)``.
-        metrics: subset of :data:`METRICS` (list or comma-separated string); default all.
+        metrics: subset of :data:`METRICS` (list or comma-separated string); default
+            :data:`DEFAULT_METRICS` (all but the slow ``downstream``, ``reduced_downstream`` and
+            ``fairness``).
         seed: seeds every random draw (results are reproducible for a fixed seed and sizes).
         progress: show a progress bar (tqdm) on stderr.
         sizes: sample-size overrides, see :func:`resolve_sizes`.
         n_jobs: threads for the per-factor/per-pair fits (``None``: all CPUs).
         chunk_size: observations encoded per call of ``encode``.
-        dci_backend: see :func:`untwine.metrics.dci` (``"exact"``: the reference's estimator).
+        dci_backend: see :func:`untwine.metrics.dci` (``"exact"``: the reference's estimator); also
+            the gradient-boosted trees of ``downstream``, ``reduced_downstream`` and ``fairness``.
         code_table: encode every image of ``data`` once and look codes up (see
             :mod:`untwine.metrics.code_table`; same scores). ``"auto"`` does so when ``data`` can be
             enumerated and the metrics would draw at least ``len(data)`` observations.
@@ -146,12 +180,19 @@ def evaluate(
         ``explicitness_train``, ``dci_disentanglement``, ``dci_completeness``,
         ``dci_informativeness`` (test accuracy), ``dci_informativeness_train``, ``beta_vae_score``
         (eval accuracy), ``beta_vae_train``, ``factor_vae_score`` (eval accuracy),
-        ``factor_vae_train``, ``factor_vae_active_dims``, ``gaussian_tc`` (nats) for the selected
-        metrics, plus ``timings_s`` (seconds per metric, ``encode`` for the shared pool),
-        ``seed`` and ``sizes``. A metric that does not apply to ``data`` (see
-        :func:`not_applicable`: the beta-VAE and FactorVAE scores, modularity and DCI
-        disentanglement need >= 2 factors) is left out and ``skipped`` maps its name to the reason,
-        e.g. ``{"beta_vae": "needs >= 2 factors; mnist has 1"}``; the rest are computed.
+        ``factor_vae_train``, ``factor_vae_active_dims``, ``gaussian_tc`` (nats), ``irs``,
+        ``irs_active_dims``, ``gaussian_wasserstein_correlation``,
+        ``gaussian_wasserstein_correlation_norm``, ``mutual_info_score`` (nats),
+        ``downstream_{lr,gbt}_{n}`` (mean test accuracy over factors at training size ``n``, see
+        :func:`train_sizes`), ``reduced_downstream_{n}`` (test accuracy of the reduced factor)
+        and ``reduced_downstream_{n}_others`` (of the other factors), ``fairness_mean`` and
+        ``fairness_max`` for the selected metrics; ``per_factor`` maps each downstream key to
+        its ``K`` per-factor test accuracies (lists, factor order); plus ``timings_s`` (seconds
+        per metric, ``encode`` for the shared pool), ``seed`` and ``sizes``. A metric that does
+        not apply to ``data`` (see :func:`not_applicable`: the beta-VAE and FactorVAE scores,
+        modularity, DCI disentanglement, fairness and the reduced downstream task need >= 2
+        factors) is left out and ``skipped`` maps its name to the reason, e.g.
+        ``{"beta_vae": "needs >= 2 factors; mnist has 1"}``; the rest are computed.
     """
     check_data(data)
     encode = _encoder(run_or_encoder)
@@ -159,18 +200,20 @@ def evaluate(
     sz = resolve_sizes(sizes)
     skipped = {n: why for n in NEEDS_TWO_FACTORS if (why := not_applicable(n, data))
                and (n in names or (n == "dci_disentanglement" and "dci" in names))}
-    names = [n for n in names if n not in ("beta_vae", "factor_vae") or n not in skipped]
+    names = [n for n in names if n not in WHOLE_METRICS or n not in skipped]
     if code_table not in ("auto", True, False):
         raise ValueError(f"code_table must be 'auto', True or False, got {code_table!r}")
     use_table = bool(code_table) and supports_table(data)
     if code_table is True and not use_table:
         raise ValueError(f"code_table=True needs enumerable data; {type(data).__name__} is not (see code_table.supports_table)")
     if code_table == "auto":
-        use_table = use_table and planned_draws(names, sz) >= len(data)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+        use_table = use_table and planned_draws(names, sz, data.factor_sizes) >= len(data)
+    # spawn(4)[:3] == spawn(3): the fourth stream (fairness) leaves the others' draws unchanged
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     out: dict[str, Any] = {}
+    per_factor: dict[str, list[float]] = {}
     timings: dict[str, float] = {}
-    array_metrics = [m for m in names if m in ("mig", "sap", "modularity", "dci", "gaussian_tc")]
+    array_metrics = [m for m in names if m in ARRAY_METRICS]
     steps = (1 if array_metrics else 0) + len(names)
 
     from tqdm.auto import tqdm
@@ -228,25 +271,78 @@ def evaluate(
                 out["factor_vae_score"] = r["eval_accuracy"]
                 out["factor_vae_train"] = r["train_accuracy"]
                 out["factor_vae_active_dims"] = r["num_active_dims"]
+            else:
+                n, m = s["num_train"], s.get("num_test", 0)
+                pool = (ztr[:n], ftr[:n], zte[:m], fte[:m]) if name in ARRAY_METRICS else None
+                why = _extra_scores(name, out, per_factor, pool, data, encode, streams[3], s, n_jobs,
+                                    chunk_size, dci_backend)
+                if why:
+                    skipped[name] = why
             timings[name] = time.perf_counter() - t
             bar.update(1)
     finally:
         bar.close()
+    if per_factor:
+        out["per_factor"] = per_factor
     if skipped:
         out["skipped"] = skipped
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     out["seed"] = int(seed)
     out["sizes"] = {m: sz[m] for m in names}
-    if "dci" in names:
+    if any(n in names for n in ("dci", "downstream", "reduced_downstream", "fairness")):
         out["dci_backend"] = dci_backend
     out["code_table"] = use_table
     return out
 
 
-def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]]) -> int:
-    """Observations the metrics ``names`` encode at sizes ``sz`` without a code table."""
+def _extra_scores(
+    name: str, out: dict[str, Any], per_factor: dict[str, list[float]], pool: tuple | None, data: Any,
+    encode: Callable[[Any], Any], rng: Any, s: Mapping[str, int], n_jobs: int | None, chunk_size: int,
+    backend: str,
+) -> str | None:
+    """Score IRS, the unsupervised scores, the downstream tasks or fairness into ``out``; returns
+    why the metric was skipped (``None`` if computed)."""
+    if name == "fairness":
+        r = fairness(data, encode, rng, s["num_train"], s["num_test_points_per_class"], backend=backend,
+                     chunk_size=chunk_size, n_jobs=n_jobs)
+        out["fairness_mean"], out["fairness_max"] = r["mean_fairness"], r["max_fairness"]
+        return None
+    assert pool is not None
+    ztr, ftr, zte, fte = pool
+    if name == "irs":
+        r = irs(ztr, ftr)
+        out["irs"], out["irs_active_dims"] = r["irs"], r["num_active_dims"]
+    elif name == "unsupervised":
+        r = unsupervised_scores(ztr)
+        out["gaussian_tc"] = r["gaussian_total_correlation"]
+        for key in ("gaussian_wasserstein_correlation", "gaussian_wasserstein_correlation_norm", "mutual_info_score"):
+            out[key] = r[key]
+    elif name == "downstream":
+        sizes = train_sizes(s["num_train"])
+        for p in PREDICTORS:
+            r = downstream_task(ztr, ftr, zte, fte, sizes, p, backend, n_jobs)
+            for n, mean, accs in zip(sizes, r["mean_test_accuracy"], r["test_accuracy"]):
+                out[f"downstream_{p}_{n}"] = float(mean)
+                per_factor[f"downstream_{p}_{n}"] = [float(a) for a in accs]
+    elif name == "reduced_downstream":
+        if ztr.shape[1] < 2:
+            return f"needs >= 2 code dimensions (one is removed); the encoder has {ztr.shape[1]}"
+        sizes = train_sizes(s["num_train"])
+        r = reduced_downstream_task(ztr, ftr, zte, fte, sizes, backend=backend, n_jobs=n_jobs)
+        for i, n in enumerate(sizes):
+            out[f"reduced_downstream_{n}"] = float(r["mean_test_accuracy_reduced_factor"][i])
+            out[f"reduced_downstream_{n}_others"] = float(r["mean_test_accuracy_other_factors"][i])
+            per_factor[f"reduced_downstream_{n}"] = [float(a) for a in r["reduced_factor_test_accuracy"][i]]
+    else:  # pragma: no cover - names are checked by _parse_metrics
+        raise AssertionError(name)
+    return None
+
+
+def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]], factor_sizes: Iterable[int] = ()) -> int:
+    """Observations the metrics ``names`` encode at sizes ``sz`` without a code table (fairness is
+    counted only with ``factor_sizes``)."""
     names = list(names)
-    arr = [m for m in names if m in ("mig", "sap", "modularity", "dci", "gaussian_tc")]
+    arr = [m for m in names if m in ARRAY_METRICS]
     n = 0
     if arr:
         n += max(sz[m]["num_train"] for m in arr) + max([sz[m].get("num_test", 0) for m in arr] + [0])
@@ -256,4 +352,8 @@ def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]]) -> 
     if "factor_vae" in names:
         s = sz["factor_vae"]
         n += s["batch_size"] * (s["num_train"] + s["num_eval"]) + s["num_variance_estimate"]
+    sizes = [int(x) for x in factor_sizes]
+    if "fairness" in names and sizes:
+        s = sz["fairness"]
+        n += s["num_train"] + (len(sizes) - 1) * s["num_test_points_per_class"] * sum(sizes)
     return n

@@ -35,9 +35,25 @@ COLUMN_LABELS = {
     "modularity": "modularity",
     "explicitness": "explicitness",
     "gaussian_tc": "Gaussian TC",
+    "irs": "IRS",
+    "gaussian_wasserstein_correlation_norm": "Wasserstein corr. (norm.)",
+    "mutual_info_score": "MI between codes",
+    "downstream_lr_100": "LR acc. (100)",
+    "downstream_lr_10000": "LR acc. (10k)",
+    "downstream_gbt_100": "GBT acc. (100)",
+    "downstream_gbt_10000": "GBT acc. (10k)",
+    "reduced_downstream_10000": "reduced acc. (10k)",
+    "reduced_downstream_10000_others": "reduced acc. others (10k)",
+    "fairness_mean": "unfairness (mean)",
+    "fairness_max": "unfairness (max)",
 }
 SUITE = ["mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
-         "dci_informativeness", "sap", "modularity", "explicitness"]
+         "dci_informativeness", "sap", "modularity", "explicitness",
+         # IRS, unsupervised, downstream (training sizes of Locatello et al.'s figures), fairness;
+         # each shown when computed (results.csv has every size)
+         "irs", "gaussian_wasserstein_correlation_norm", "mutual_info_score", "downstream_lr_100",
+         "downstream_lr_10000", "downstream_gbt_100", "downstream_gbt_10000", "reduced_downstream_10000",
+         "reduced_downstream_10000_others", "fairness_mean", "fairness_max"]
 
 
 @dataclass(frozen=True)
