@@ -38,7 +38,9 @@ def test_suite_accepts_run_object_with_torch_codes():
             return torch.from_numpy(enc(x)).float()
 
     r = evaluate(Run(), FakeData((3, 4, 5)), metrics=["mig"], progress=False, sizes=SMALL)
-    assert r["mig"] > 0.6 and set(r) == {"mig", "timings_s", "seed", "sizes", "code_table"}
+    assert r["mig"] > 0.6 and set(r) == {"mig", "per_factor", "timings_s", "seed", "sizes", "code_table"}
+    # each factor's MIG term, in factor order; their mean is MIG
+    assert len(r["per_factor"]["mig"]) == 3 and r["mig"] == pytest.approx(np.mean(r["per_factor"]["mig"]))
     assert r["code_table"] is False  # FakeData cannot be enumerated
 
 

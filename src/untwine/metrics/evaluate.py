@@ -186,7 +186,7 @@ def evaluate(
         ``downstream_{lr,gbt}_{n}`` (mean test accuracy over factors at training size ``n``, see
         :func:`train_sizes`), ``reduced_downstream_{n}`` (test accuracy of the reduced factor)
         and ``reduced_downstream_{n}_others`` (of the other factors), ``fairness_mean`` and
-        ``fairness_max`` for the selected metrics; ``per_factor`` maps each downstream key to
+        ``fairness_max`` for the selected metrics; ``per_factor`` maps ``mig`` (each factor's MIG term) and each downstream key to
         its ``K`` per-factor test accuracies (lists, factor order); plus ``timings_s`` (seconds
         per metric, ``encode`` for the shared pool), ``seed`` and ``sizes``. A metric that does
         not apply to ``data`` (see :func:`not_applicable`: the beta-VAE and FactorVAE scores,
@@ -242,7 +242,9 @@ def evaluate(
             t = time.perf_counter()
             s = sz[name]
             if name == "mig":
-                out["mig"] = mig(ztr[: s["num_train"]], ftr[: s["num_train"]])["mig"]
+                r = mig(ztr[: s["num_train"]], ftr[: s["num_train"]])
+                out["mig"] = r["mig"]
+                per_factor["mig"] = [float(v) for v in r["per_factor"]]
             elif name == "gaussian_tc":
                 out["gaussian_tc"] = gaussian_total_correlation(ztr[: s["num_train"]])
             elif name in ("sap", "modularity", "dci"):
