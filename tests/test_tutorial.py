@@ -9,6 +9,7 @@ machine, ~15-30 s; ~3.7 GB of memory in the kernel) and takes well under a minut
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,3 +51,4 @@ def test_tutorial_runs_tiny(tmp_path, monkeypatch):
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "tiny version" in out and "MIG" in out
     assert (work / "tutorial-runs" / "tiny" / "sweep" / "report.html").is_file()
+    shutil.rmtree(work)  # ~0.5 GB of MLP checkpoints; pytest keeps its last three temporary folders
