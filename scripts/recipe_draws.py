@@ -9,7 +9,9 @@ A recipe is everything in a run's config.json except ``seed``, ``out``, ``precis
 (``metrics.json``: the standard protocol, 10,000 points); ``per-factor MIG`` is recomputed from
 the final checkpoint on ``--n`` images (numpy seed 0), as ``scripts/mig_by_factor.py`` does, so
 its mean can differ from ``mig`` in the third decimal. ``active`` counts latents whose final
-validation KL exceeds 0.1 nats.
+validation KL exceeds 0.1 nats; ``max NMI`` is the largest normalised mutual information between
+two latents whose means vary (a label-free sign of an entangled pair, see
+docs/results/factor_vae_fix).
 """
 
 from __future__ import annotations
@@ -39,6 +41,20 @@ def run_folders(sweep: Path) -> list[Path]:
                   if (p.parent / "config.json").exists() and "baseline" not in p.parts)
 
 
+def max_pair_nmi(codes: np.ndarray, active: float = 0.05) -> float:
+    """Largest normalised discrete MI between two latents whose means vary (variance > ``active``),
+    20 bins as MIG: a label-free sign of a rotated (entangled) pair; nan with < 2 such latents."""
+    from untwine.metrics import discrete_entropy, discrete_mutual_info, histogram_discretize
+
+    act = np.where(codes.var(0) > active)[0]
+    if len(act) < 2:
+        return float("nan")
+    b = histogram_discretize(codes[:, act], 20)
+    h = discrete_entropy(b)
+    nmi = discrete_mutual_info(b, b) / np.sqrt(np.outer(h, h))
+    return float(nmi[~np.eye(len(act), dtype=bool)].max())
+
+
 def draw_row(run_dir: Path, n: int, cache: dict) -> dict:
     import torch
 
@@ -56,11 +72,13 @@ def draw_row(run_dir: Path, n: int, cache: dict) -> dict:
         cache[key] = load(*key)
     data = cache[key]
     f, x = data.sample(n, np.random.default_rng(0))
-    per = mig(run.encode(x), f)["per_factor"]
+    codes = np.asarray(run.encode(x), dtype=np.float64)
+    per = mig(codes, f)["per_factor"]
     vals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
     kl_dims = vals[-1].get("kl_dims", []) if vals else []
     row = {"recipe": recipe_of(cfg), "precision": cfg["precision"], "seed": cfg["seed"],
-           "mig": sweep_mig, "active": sum(1 for v in kl_dims if v > 0.1), "run": str(run_dir)}
+           "mig": sweep_mig, "active": sum(1 for v in kl_dims if v > 0.1),
+           "max_nmi": max_pair_nmi(codes), "run": str(run_dir)}
     row.update({name: float(v) for name, v in zip(data.factor_names, per)})
     return row
 
@@ -69,18 +87,18 @@ def markdown(rows: list[dict], threshold: float) -> str:
     out = []
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         rs = sorted((r for r in rows if r["recipe"] == recipe), key=lambda r: (r["precision"], r["seed"]))
-        factors = [k for k in rs[0] if k not in ("recipe", "precision", "seed", "mig", "active", "run")]
+        factors = [k for k in rs[0] if k not in ("recipe", "precision", "seed", "mig", "active", "max_nmi", "run")]
         migs = [r["mig"] for r in rs]
         hits = sum(m >= threshold for m in migs)
         out.append(f"### {recipe}\n")
         out.append(f"{len(rs)} draws, MIG >= {threshold} in **{hits}**; median {statistics.median(migs):.3f}, "
                    f"range {min(migs):.3f}-{max(migs):.3f}\n")
-        out.append("| precision | seed | MIG | " + " | ".join(factors) + " | active latents |")
-        out.append("|---" * (4 + len(factors)) + "|")
+        out.append("| precision | seed | MIG | " + " | ".join(factors) + " | active latents | max NMI |")
+        out.append("|---" * (5 + len(factors)) + "|")
         for r in rs:
             out.append(f"| {r['precision']} | {r['seed']} | {'**' if r['mig'] >= threshold else ''}{r['mig']:.3f}"
                        f"{'**' if r['mig'] >= threshold else ''} | "
-                       + " | ".join(f"{r[k]:.3f}" for k in factors) + f" | {r['active']} |")
+                       + " | ".join(f"{r[k]:.3f}" for k in factors) + f" | {r['active']} | {r['max_nmi']:.3f} |")
         out.append("")
     return "\n".join(out)
 
