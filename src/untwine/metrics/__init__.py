@@ -5,8 +5,9 @@ Array metrics take codes ``N x D`` (float) and factors ``N x K`` (int), rows = s
 :func:`downstream_task`, :func:`reduced_downstream_task`, :func:`unsupervised_scores` and
 :func:`gaussian_total_correlation` (codes only), :func:`mig_sampled` (from posterior
 means/log-variances). Sampling metrics take ``(data, encode, rng)``: :func:`beta_vae_score`,
-:func:`factor_vae_score`, :func:`fairness`. :func:`evaluate` runs the suite with the reference
-sample sizes. See ``docs/metrics.md``.
+:func:`factor_vae_score`, :func:`fairness`. Across models, without factors: :func:`udr` (codes
+of several models of the same inputs), :func:`udr_runs` (trained runs). :func:`evaluate` runs the
+suite with the reference sample sizes. See ``docs/metrics.md``.
 """
 
 from .beta_vae_score import beta_vae_score
@@ -21,6 +22,7 @@ from .mig_sampled import gaussian_total_correlation, mig_sampled
 from .modularity import modularity_explicitness
 from .reduced_downstream import reduced_downstream_task
 from .sap import sap
+from .udr import udr, udr_runs
 from .unsupervised import gaussian_wasserstein_correlation, unsupervised_scores
 from .utils import discrete_entropy, discrete_mutual_info, histogram_discretize
 
@@ -51,5 +53,7 @@ __all__ = [
     "reduced_downstream_task",
     "resolve_sizes",
     "sap",
+    "udr",
+    "udr_runs",
     "unsupervised_scores",
 ]

@@ -71,6 +71,24 @@ class Run:
             return np.zeros((0, self.model.latents), np.float32)
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 
+    @torch.inference_mode()
+    def encode_gaussian(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and log-variances, each ``N x D`` ``float32`` numpy, of images as in
+        :meth:`encode` (same batching and precision; the means equal :meth:`encode`'s)."""
+        t = self._images(x)
+        mus, logvars = [], []
+        for i in range(0, len(t), self.batch_size):
+            b = t[i : i + self.batch_size].to(self.device)
+            b = b.float() / 255.0 if b.dtype == torch.uint8 else b.float()
+            with self._autocast():
+                mu, logvar = self.model.encode(b.contiguous(memory_format=torch.channels_last))
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+        if not mus:
+            empty = np.zeros((0, self.model.latents), np.float32)
+            return empty, empty.copy()
+        return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
     @torch.no_grad()
     def decode(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
         """Images ``N x C x 64 x 64`` in ``[0, 1]`` (sigmoid of the decoder's logits) of codes ``N x D``."""
