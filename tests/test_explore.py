@@ -99,12 +99,22 @@ def test_decode_and_traversals_are_the_models(explorer):
 
 
 def test_bad_requests_name_the_problem(explorer, run_dir):
-    with pytest.raises(ValueError, match=r"z must be 3 finite numbers, got \[1.0, 2.0\]"):
+    with pytest.raises(ValueError, match=r"^z must be 3 numbers \(one per latent\), got 2$"):
         explorer.decode([1.0, 2.0])
-    with pytest.raises(ValueError, match=r"factors must be n x 3 \(x, y, size\), got shape \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"^z must be 3 numbers, got an array of shape \(1, 3\)$"):
+        explorer.decode(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"^z\[2\] = 101.0 is out of range: latent values lie in \[-100, 100\]$"):
+        explorer.traversals([0, 0, 101.0])
+    with pytest.raises(ValueError, match=r"^factors must be 3 integers \(x, y, size\), got 2$"):
         explorer.pick([1, 2])
-    with pytest.raises(ValueError, match=r"factor index out of range; sizes are \[8, 8, 2\]"):
+    with pytest.raises(ValueError, match=r"^factor x = 8 is out of range: x takes 0..7$"):
         explorer.pick([8, 0, 0])
+    with pytest.raises(ValueError, match=r"^factor size must be an integer, got 1.0$"):
+        explorer.pick([0, 0, 1.0])
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*64\), got -1$"):
+        explorer.pick(None, seed=-1)
+    assert explorer.pick(np.array([1, 2, 1]))["factors"] == [1, 2, 1]  # numpy values are numbers too
+    np.testing.assert_array_equal(explorer.code(np.array([0.5, -1, 2], np.float64)), np.float32([0.5, -1, 2]))
     with pytest.raises(ValueError, match=r"samples must be >= 2, got 1"):
         Explorer(load_run(run_dir), load(TINY), samples=1)
 
@@ -148,10 +158,10 @@ def test_server_endpoints(server, explorer):
 
 @pytest.mark.parametrize("path, body, status, error", [
     ("api/input?factors=1,x", None, 400, "factors must be comma-separated integers, got '1,x'"),
-    ("api/input?factors=1,2", None, 400, "tiny-squares: factors must be n x 3 (x, y, size), got shape (1, 2)"),
-    ("api/decode", {"z": [1]}, 400, "z must be 3 finite numbers, got [1]"),
-    ("api/decode", {"z": ["a", 1, 2]}, 400, "z must be 3 finite numbers, got ['a', 1, 2]"),
-    ("api/decode", {"x": 1}, 400, 'the body must be JSON {"z": [numbers]}'),
+    ("api/input?factors=1,2", None, 400, "factors must be 3 integers (x, y, size), got 2"),
+    ("api/decode", {"z": [1]}, 400, "z must be 3 numbers (one per latent), got 1"),
+    ("api/decode", {"z": ["a", 1, 2]}, 400, "z[0] must be a number, got 'a'"),
+    ("api/decode", {"x": 1}, 400, 'the body has no "z"; expected {"z": [numbers]}'),
 ])
 def test_server_errors(server, path, body, status, error):
     assert get(server.url + path, body) == (status, {"error": error})
@@ -180,6 +190,34 @@ def test_cli_serves_the_page_without_a_browser(run_dir, monkeypatch, capsys):
     assert main(["explore", str(run_dir), "--port", "0", "--no-browser", "--samples", "64"]) == 0
     assert seen["info"][0] == 200 and seen["info"][1]["run"]["dir"] == str(run_dir)
     assert "serving" in capsys.readouterr().out
+
+
+def test_cli_host_names_the_url_and_the_only_extra_host_answered(run_dir, monkeypatch, capsys):
+    pytest.importorskip("uvicorn")
+    from untwine.explore import app
+
+    seen = {}
+
+    def run_briefly(self):
+        self.start()
+        for host in ("localhost", "evil.example"):
+            req = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/info", headers={"Host": host})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    seen[host] = r.status
+            except urllib.error.HTTPError as e:
+                seen[host] = (e.code, e.read().decode())
+        seen["url"], seen["threads"] = self.url, torch.get_num_threads()
+        self.stop()
+
+    monkeypatch.setattr(app.Server, "run", run_briefly)
+    torch.set_num_threads(2)
+    assert main(["explore", str(run_dir), "--port", "0", "--no-browser", "--samples", "64", "--host", "localhost"]) == 0
+    assert seen["url"].startswith("http://localhost:") and seen["threads"] == 1  # --threads 1 by default
+    assert seen["localhost"] == 200 and seen["evil.example"] == (400, "Invalid host header")
+    assert "warning" not in capsys.readouterr().out
+    assert main(["explore", str(run_dir), "--no-browser", "--threads", "-1"]) == 2
+    assert "--threads must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path, run_dir, monkeypatch, capsys):

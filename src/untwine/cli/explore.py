@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import webbrowser
 from pathlib import Path
 
@@ -27,21 +28,30 @@ def run(args: argparse.Namespace) -> int:
         from ..explore.app import Server, bind, open_when_started
     except ImportError as e:
         raise UserError(str(e)) from None
+    import torch
+
     from ..data import load
     from ..explore import Explorer
     from ..train import load_run
 
     run_dir = resolve(args.target)
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
     try:
-        sock = bind(args.port)  # first, so a busy port fails before the slow loading
+        sock = bind(args.port, args.host)  # first, so a busy port fails before the slow loading
     except OSError as e:
         raise UserError(str(e)) from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     r = load_run(run_dir)
     cfg = r.config
     data = load(cfg.dataset, cfg.source, cfg.data_root)
     print(f"encoding {args.samples} {cfg.dataset} images for the latent x factor mutual information...", flush=True)
-    server = Server(Explorer(r, data, samples=args.samples, seed=args.seed), sock=sock)
+    server = Server(Explorer(r, data, samples=args.samples, seed=args.seed), sock=sock, host=args.host)
     print(f"untwine explore: serving {r.dir} on {server.url} (Ctrl-C to stop)", flush=True)
+    if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+        print(f"warning: --host {args.host}: anyone who can reach {server.url} can use the explorer "
+              "(there is no login); it answers requests addressed to that name only", flush=True)
     if not args.no_browser:
         open_when_started(server, webbrowser.open)
     server.run()
@@ -57,6 +67,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", metavar="RUN_DIR|PRETRAINED_NAME", help="run folder or `untwine pretrained list` name")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on, and the only host name (besides 127.0.0.1 and localhost) "
+                   "it answers (default 127.0.0.1: this machine only)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the model (default 1: steadiest on a busy CPU; 0: torch's default)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--samples", type=int, default=10_000, help="images encoded for the MI matrix (default 10000, as MIG)")
     p.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")

@@ -11,6 +11,8 @@ largest first) and labels each latent with the factor it holds the largest share
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -25,6 +27,18 @@ from ..report.figures import category_names, latent_order
 from ..train.run import Run
 
 INACTIVE_KL = 0.01  # nats: a latent whose KL is below this carries (almost) nothing
+Z_MAX = 100.0  # |z_i| allowed: 100 prior standard deviations, far past any slider
+
+
+def _show(v: Any, n: int = 40) -> str:
+    """``repr(v)``, cut to ``n`` characters (request values are echoed in error messages)."""
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _is_number(v: Any, integral: bool = False) -> bool:
+    kind = numbers.Integral if integral else numbers.Real
+    return isinstance(v, kind) and not isinstance(v, (bool, np.bool_))
 
 
 def png(image: np.ndarray | torch.Tensor) -> bytes:
@@ -131,14 +145,17 @@ class Explorer:
         share the factors one is drawn), its mean code and PNGs of it and its reconstruction.
 
         Returns ``{"index", "factors", "code" (D floats), "input" (PNG bytes), "reconstruction"}``.
-        ``ValueError`` for a wrong number of factors or an index out of range, ``KeyError`` when no
-        image has that combination.
+        ``ValueError`` naming the problem for a wrong number of factors, a value that is not an
+        integer or out of its factor's range, or a bad seed; ``KeyError`` when no image has that
+        combination.
         """
+        if seed is not None and not (_is_number(seed, integral=True) and 0 <= seed < 2**64):
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {_show(seed)}")
         rng = np.random.default_rng(seed)
         if factors is None:
             f = self.data.sample_factors(1, rng)
         else:
-            f = np.asarray([list(factors)], dtype=np.int64)  # checked by indices_from_factors
+            f = np.asarray([self.check_factors(factors)], dtype=np.int64)
         index = int(self.data.indices_from_factors(f, rng)[0])
         x = self.data.images_at(torch.tensor([index]))
         code = self.run.encode(x)[0]
@@ -150,19 +167,49 @@ class Explorer:
             "reconstruction": png(self.run.decode(code[None])[0]),
         }
 
-    def _code(self, z: Sequence[float]) -> np.ndarray:
-        try:
-            c = np.asarray(z, dtype=np.float32)
-        except (TypeError, ValueError):
-            c = np.zeros(0, np.float32)
-        if c.shape != (self.run.model.latents,) or not np.isfinite(c).all():
-            raise ValueError(f"z must be {self.run.model.latents} finite numbers, got {str(z)[:200]}")
+    def check_factors(self, factors: Sequence[int]) -> list[int]:
+        """``factors`` as K ints, each in its factor's range; ``ValueError`` naming the first problem."""
+        names, sizes = self.data.factor_names, self.data.factor_sizes
+        if isinstance(factors, (str, bytes)) or not isinstance(factors, (Sequence, np.ndarray)):
+            raise ValueError(f"factors must be a list of {len(sizes)} integers, got {type(factors).__name__}")
+        if len(factors) != len(sizes):
+            raise ValueError(f"factors must be {len(sizes)} integers ({', '.join(names)}), got {len(factors)}")
+        for name, size, v in zip(names, sizes, factors):
+            if not _is_number(v, integral=True):
+                raise ValueError(f"factor {name} must be an integer, got {_show(v)}")
+            if not 0 <= v < size:
+                raise ValueError(f"factor {name} = {_show(v)} is out of range: {name} takes 0..{size - 1}")
+        return [int(v) for v in factors]
+
+    def code(self, z: Sequence[float]) -> np.ndarray:
+        """``z`` as a code (D ``float32``): D finite numbers in ``[-Z_MAX, Z_MAX]`` (a list, tuple
+        or 1-d array); ``ValueError`` naming the first problem."""
+        d = self.run.model.latents
+        if isinstance(z, (str, bytes)) or not isinstance(z, (Sequence, np.ndarray)):
+            raise ValueError(f"z must be a list of {d} numbers, got {type(z).__name__}")
+        if isinstance(z, np.ndarray) and z.ndim != 1:
+            raise ValueError(f"z must be {d} numbers, got an array of shape {z.shape}")
+        if len(z) != d:
+            raise ValueError(f"z must be {d} numbers (one per latent), got {len(z)}")
+        c = np.empty(d, np.float32)
+        for i, v in enumerate(z):
+            if not _is_number(v):
+                raise ValueError(f"z[{i}] must be a number, got {_show(v)}")
+            try:
+                f = float(v)
+            except OverflowError:  # an int beyond float
+                f = math.inf
+            if math.isnan(f):
+                raise ValueError(f"z[{i}] must be a number, got nan")
+            if not -Z_MAX <= f <= Z_MAX:
+                raise ValueError(f"z[{i}] = {_show(v)} is out of range: latent values lie in [-{Z_MAX:g}, {Z_MAX:g}]")
+            c[i] = f
         return c
 
     def decode(self, z: Sequence[float]) -> tuple[bytes, float]:
         """PNG of the image decoded from code ``z`` (D floats) and the milliseconds it took
         (decode + PNG encoding)."""
-        c = self._code(z)
+        c = self.code(z)
         t0 = time.perf_counter()
         out = png(self.run.decode(c[None])[0])
         return out, (time.perf_counter() - t0) * 1e3
@@ -170,10 +217,18 @@ class Explorer:
     def traversals(self, z: Sequence[float]) -> list[tuple[int, bytes]]:
         """One PNG strip per latent (in :attr:`order`): ``z`` with that latent set to each of
         :meth:`traversal_values`, decoded in one batch."""
-        c = self._code(z)
+        return self.traversal_strips(self.run.decode(self.traversal_codes(self.code(z))))
+
+    def traversal_codes(self, c: np.ndarray) -> np.ndarray:
+        """The codes of :meth:`traversals` for a checked code ``c``: ``(latents x values) x D``,
+        latent by latent in :attr:`order`."""
         values = self.traversal_values()
         grid = np.repeat(c[None, None], len(self.order), 0).repeat(len(values), 1)
         for i, d in enumerate(self.order):
             grid[i, :, d] = values
-        imgs = self.run.decode(grid.reshape(-1, c.shape[0])).reshape(len(self.order), len(values), self.run.model.channels, 64, 64)
+        return grid.reshape(-1, c.shape[0])
+
+    def traversal_strips(self, images: np.ndarray) -> list[tuple[int, bytes]]:
+        """The decoded :meth:`traversal_codes` as ``(latent, PNG strip)``, in :attr:`order`."""
+        imgs = images.reshape(len(self.order), self.n_values, *images.shape[1:])
         return [(d, png(strip(imgs[i]))) for i, d in enumerate(self.order)]
