@@ -195,6 +195,20 @@ def test_good_input_queries(client):
     assert client.get("/api/input?seed=3").json()["factors"] == client.get("/api/input?seed=3").json()["factors"]
 
 
+def test_factors_no_image_has_are_a_404(explorer):  # noqa: F811
+    from untwine.data import from_arrays
+    from untwine.explore import Explorer
+
+    d = explorer.data
+    keep = ~((d.factors.numpy() == [7, 7, 1]).all(1))  # every combination but one
+    data = from_arrays(d.images.numpy()[keep, 0], d.factors.numpy()[keep], d.factor_names, name="holey",
+                       factor_sizes=d.factor_sizes)
+    with TestClient(make_app(Explorer(explorer.run, data, samples=64)), base_url=BASE) as c:
+        r = c.get("/api/input?factors=7,7,1")
+        assert (r.status_code, r.json()) == (404, {"error": "holey: no image has factors (7, 7, 1)"})
+        assert c.get("/api/input?factors=7,7,0").status_code == 200
+
+
 def test_wrong_method_and_path(client):
     assert client.get("/api/decode").status_code == 405
     assert client.post("/api/info", json={}).status_code == 405
