@@ -177,3 +177,203 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match=r"^codes\[1\] contain 1 NaN or infinite values \(first at row 3, column 1\)"):
         um.udr([x, bad], [ON, ON])
     assert um.udr(np.stack([x, x]), [ON, ON])["udr"].shape == (2,)  # an M x N x D array is M models
+
+
+# ------------------------------------------------------------------------------ trained runs
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three tiny beta-VAE runs (seeds 0-2) and one with 4 latents, under one folder."""
+    from untwine.train import RunConfig, train
+
+    root = tmp_path_factory.mktemp("udr_runs")
+    base = dict(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3, eval_images=16,
+                device="cpu")
+    dirs = []
+    for seed in range(3):
+        dirs.append(train(RunConfig(**base, seed=seed, out=str(root / "setting" / f"seed={seed}")), progress=False).dir)
+    wide = train(RunConfig(**{**base, "latents": 4}, out=str(root / "wide")), progress=False).dir
+    return dirs, wide
+
+
+def test_udr_runs_equals_udr_on_the_encoded_sample(runs):
+    from untwine.data import load
+    from untwine.train import load_run
+
+    dirs, _ = runs
+    r = um.udr_runs(dirs, seed=3)
+    assert r["runs"] == [str(d) for d in dirs] and r["dataset"] == TINY and r["num_data_points"] == 1000
+    assert r["kl"].shape == (3, 3) and r["pairwise_lasso"].shape == (3, 3) and r["udr_spearman"].shape == (3,)
+    loaded = [load_run(d) for d in dirs]
+    _, x = load(TINY).sample(1000, np.random.default_rng(3))
+    post = [run.encode_gaussian(x) for run in loaded]
+    np.testing.assert_array_equal(post[0][0], loaded[0].encode(x))  # the means are encode's codes
+    codes, kls = [mu for mu, _ in post], [gaussian_kl(mu, lv) for mu, lv in post]
+    np.testing.assert_array_equal(r["kl"], np.stack(kls))
+    for c in ("lasso", "spearman"):
+        want = um.udr(codes, kls, correlation=c)
+        np.testing.assert_array_equal(r[f"udr_{c}"], want["udr"])
+        np.testing.assert_array_equal(r[f"pairwise_{c}"], want["pairwise"])
+    assert r["num_active"].tolist() == [int((k > 0.01).sum()) for k in kls]
+    again = um.udr_runs(loaded, seed=3)  # Run objects: the same numbers
+    np.testing.assert_array_equal(again["udr_lasso"], r["udr_lasso"])
+
+
+def test_udr_runs_bad_input(runs):
+    dirs, wide = runs
+    with pytest.raises(ValueError) as e:
+        um.udr_runs(dirs[:1])
+    assert str(e.value) == ("UDR compares runs with each other: got 1 run(s); pass >= 2 runs (e.g. the seeds "
+                            "of one setting)")
+    with pytest.raises(ValueError) as e:
+        um.udr_runs([dirs[0], wide])
+    assert str(e.value) == (f"run {wide} has 4 latents but {dirs[0]} has 3; UDR compares runs with the same "
+                            "number of latents")
+
+
+def test_cli_evaluate_udr(runs, tmp_path, capsys):
+    from untwine.cli import main
+
+    dirs, wide = runs
+    folder = dirs[0].parent
+    (folder / "udr.json").unlink(missing_ok=True)
+    assert main(["evaluate", *map(str, dirs), "--metrics", "udr", "--seed", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["run", "UDR", "lasso", "UDR", "Spearman", "active", "MIG"]
+    written = json.loads((folder / "udr.json").read_text())
+    want = um.udr_runs(dirs, seed=3)
+    assert written["runs"] == ["seed=0", "seed=1", "seed=2"] and written["seed"] == 3
+    assert written["udr_lasso"] == pytest.approx(want["udr_lasso"].tolist(), abs=1e-12)
+    assert written["udr_spearman"] == pytest.approx(want["udr_spearman"].tolist(), abs=1e-12)
+    assert written["pairwise_lasso"][0][0] is None and len(written["fingerprints"][0]) == 64
+    for line, d, a, b in zip(out[1:4], dirs, written["udr_lasso"], written["udr_spearman"]):
+        assert line.split()[:3] == [str(d), f"{a:.4f}", f"{b:.4f}"]
+    assert out[-1] == f"wrote {folder / 'udr.json'}"
+    # with a suite metric: each run is evaluated too, and the table shows its MIG
+    assert main(["evaluate", *map(str, dirs[:2]), "--metrics", "mig,udr", "--sizes", "num_train=200",
+                 "--no-progress", "--output", str(tmp_path / "x.json")]) == 2
+    assert "--output names one file" in capsys.readouterr().err
+    assert main(["evaluate", *map(str, dirs[:2]), "--metrics", "mig,udr", "--sizes", "num_train=200",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    mig = json.loads((dirs[0] / "metrics.json").read_text())["mig"]
+    assert f"{mig:6.4f}" in next(ln for ln in out.splitlines() if ln.startswith(str(dirs[0]) + " "))
+    assert main(["evaluate", *map(str, dirs[:2]), "--metrics", "udr", "--output", str(tmp_path / "u.json")]) == 0
+    assert json.loads((tmp_path / "u.json").read_text())["runs"] == [str(d.resolve()) for d in dirs[:2]]
+    capsys.readouterr()
+    assert main(["evaluate", str(dirs[0]), "--metrics", "udr"]) == 2
+    assert capsys.readouterr().err == (
+        "untwine evaluate: error: udr compares runs with each other: pass >= 2 run folders (e.g. the seeds of "
+        "one setting), as in `untwine evaluate RUN RUN ... --metrics udr`\n")
+    assert main(["evaluate", str(dirs[0]), str(wide), "--metrics", "udr"]) == 2
+    assert "has 4 latents but" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ studies and report
+def _row(run, seed, mig, lasso, spearman, beta=1.0):
+    return {"run": run, "dataset": "d", "model": "beta-vae", "beta": beta, "seed": seed, "status": "finished",
+            "error": "", "mig": mig, "udr_lasso": lasso, "udr_spearman": spearman}
+
+
+def test_report_picks_known_answers():
+    from untwine.report.selection import agreement, headline, picks_table, udr_table
+
+    rows = [_row("a0", 0, 0.1, 0.5, 0.9), _row("a1", 1, 0.3, 0.7, 0.1), _row("a2", 2, 0.2, 0.6, 0.2),
+            _row("b0", 0, 0.4, 0.1, 0.8, 4.0), _row("b1", 1, 0.2, 0.3, 0.3, 4.0),
+            _row("c0", 0, 0.5, None, None, 8.0), _row("c1", 1, 0.6, None, None, 8.0),  # no UDR
+            _row("e0", 0, 0.5, 0.2, 0.2, 16.0)]  # one seed: nothing to compare
+    a = agreement(rows)
+    assert a == {"settings": 2, "chance": pytest.approx(1 / 3 + 1 / 2), "udr_lasso": 1, "udr_spearman": 1}
+    t = udr_table(rows)
+    assert [r[2:] for r in t.rows] == [
+        ["beta=1", 0, "0.100", "0.500", "0.900", "UDR Spearman"],
+        ["beta=1", 1, "0.300", "0.700", "0.100", "MIG, UDR lasso"],
+        ["beta=1", 2, "0.200", "0.600", "0.200", ""],
+        ["beta=4", 0, "0.400", "0.100", "0.800", "MIG, UDR Spearman"],
+        ["beta=4", 1, "0.200", "0.300", "0.300", "UDR lasso"],
+    ]
+    p = picks_table(rows)
+    assert [r[2:] for r in p.rows] == [
+        ["beta=1", 3, "seed 1", "seed 1", "seed 0"],
+        ["beta=4", 2, "seed 0", "seed 1", "seed 0"],
+        ["2 settings", "", "", "1 of 2 = MIG's", "1 of 2 = MIG's"],
+    ]
+    assert "a random seed would agree in 0.83 of 2" in p.caption
+    assert headline(rows) == ("UDR's pick among a setting's seeds (no factors needed) is MIG's pick in 1 of 2 "
+                              "settings (lasso) and 1 of 2 (Spearman); a random seed: 0.83 of 2 on average.")
+    ties = [_row("t0", 0, 0.2, 0.0, 0.0), _row("t1", 1, 0.2, 0.0, 0.0)]  # ties: the first seed
+    assert agreement(ties)["udr_lasso"] == 1 and udr_table(ties).rows[0][-1] == "MIG, UDR lasso, UDR Spearman"
+    assert udr_table(rows[5:]) is None and picks_table(rows[5:]) is None and headline(rows[5:]) is None
+
+
+STUDY = """
+[study]
+name = "udr"
+datasets = ["tiny-squares"]
+seeds = [0, 1]
+[train]
+steps = 4
+batch_size = 8
+latents = 3
+eval_every = 2
+eval_images = 8
+val_fraction = 0.25
+device = "cpu"
+[eval]
+metrics = ["mig"]
+sizes = { mig = { num_train = 64 } }
+seed = 5
+[[models]]
+name = "beta-vae"
+grid = { beta = [1, 4] }
+[report]
+baseline = false
+figures = false
+"""
+
+
+def test_study_results_and_report_have_udr_per_setting(tmp_path):
+    from untwine.report import build_report
+    from untwine.studies import parse_study, sweep
+    from untwine.studies.results import collect, read_results
+
+    out = tmp_path / "sweep"
+    study = parse_study(STUDY)
+    sweep(study, out, jobs=1, progress=False)
+    rows = read_results(out / "results.csv")
+    assert len(rows) == 4 and all(0.0 <= r["udr_lasso"] <= 1.0 and 0.0 <= r["udr_spearman"] <= 1.0 for r in rows)
+    for setting in ("beta=1", "beta=4"):  # each setting compares its own two seeds, sampled with [eval] seed
+        folder = out / TINY / "beta-vae" / setting
+        want = um.udr_runs([folder / "seed=0", folder / "seed=1"], seed=5)
+        got = [r for r in rows if r["run"].startswith(f"{TINY}/beta-vae/{setting}/")]
+        assert [r["udr_lasso"] for r in got] == pytest.approx(want["udr_lasso"].tolist(), rel=1e-5, abs=1e-9)
+        assert [r["udr_spearman"] for r in got] == pytest.approx(want["udr_spearman"].tolist(), rel=1e-5, abs=1e-9)
+        cached = json.loads((folder / "udr.json").read_text())
+        assert cached["runs"] == ["seed=0", "seed=1"] and cached["seed"] == 5
+    # written once: collect reads it back while the checkpoints are unchanged
+    path = out / TINY / "beta-vae" / "beta=1" / "udr.json"
+    mtime = path.stat().st_mtime_ns
+    assert collect(study, out)[0]["udr_lasso"] == pytest.approx(rows[0]["udr_lasso"], rel=1e-5, abs=1e-9)
+    assert path.stat().st_mtime_ns == mtime
+    # another checkpoint (a fingerprint that no longer matches): computed again
+    original = json.loads(path.read_text())
+    stale = json.loads(path.read_text())
+    stale["fingerprints"][1] = "0" * 64
+    stale["udr_lasso"] = [9.0, 9.0]
+    path.write_text(json.dumps(stale))
+    assert collect(study, out, compute_udr=False)[0].get("udr_lasso") is None  # stale and not computed
+    assert collect(study, out)[0]["udr_lasso"] == pytest.approx(rows[0]["udr_lasso"], rel=1e-5, abs=1e-9)
+    assert json.loads(path.read_text()) == original  # rewritten with the real fingerprints and scores
+    # the report of a sweep folder without udr.json computes it
+    for p in out.rglob("udr.json"):
+        p.unlink()
+    rep = build_report(out, figures=False)
+    assert path.is_file()
+    keys = [t.key for t in rep.tables]
+    assert keys[keys.index("suite"):] == ["suite", "udr", "udr_picks"]
+    udr_rows = next(t for t in rep.tables if t.key == "udr").rows
+    assert [(r[2], r[3]) for r in udr_rows] == [("beta=1", 0), ("beta=1", 1), ("beta=4", 0), ("beta=4", 1)]
+    assert [r[5] for r in udr_rows] == [f"{r['udr_lasso']:.3f}" for r in rows]
+    assert any(h.startswith("UDR's pick among a setting's seeds (no factors needed) is MIG's pick in ")
+               and h.endswith("a random seed: 1.00 of 2 on average.") for h in rep.headline)
+    suite = next(t for t in rep.tables if t.key == "suite")
+    assert suite.columns[-2:] == ["udr_lasso", "udr_spearman"]

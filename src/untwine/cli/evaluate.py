@@ -1,4 +1,5 @@
-"""``untwine evaluate RUN_DIR``: score a trained run with the metric suite -> ``RUN_DIR/metrics.json``."""
+"""``untwine evaluate RUN_DIR [RUN_DIR ...]``: score trained runs with the metric suite ->
+``RUN_DIR/metrics.json``; ``--metrics udr`` compares the runs (UDR) -> ``udr.json``."""
 
 from __future__ import annotations
 
@@ -25,12 +26,59 @@ def _parse_sizes(text: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    dirs = [Path(d).expanduser() for d in args.run_dir]
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"run folder {d} does not exist; pass the folder `untwine train` wrote")
+    names = None if args.metrics is None else [m.strip().lower().replace("-", "_") for m in args.metrics.split(",")
+                                               if m.strip()]
+    udr = names is not None and "udr" in names
+    suite = None if names is None else [m for m in names if m != "udr"]
+    only_udr = udr and not suite
+    if udr and len(dirs) < 2:
+        raise UserError("udr compares runs with each other: pass >= 2 run folders (e.g. the seeds of one setting), "
+                        "as in `untwine evaluate RUN RUN ... --metrics udr`")
+    if args.output and len(dirs) > 1 and not only_udr:
+        raise UserError("--output names one file: with several runs each run's scores go to RUN_DIR/metrics.json "
+                        "(leave --output out), or pass --metrics udr alone to name the UDR file")
+    for d in [] if only_udr else dirs:
+        _evaluate_run(args, d, args.metrics if suite is None or not udr else suite)
+    if udr:
+        _udr(args, dirs)
+    return 0
+
+
+def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
+    """UDR of the runs -> one JSON (default: udr.json in their common folder) and a table."""
+    import json
+    import os
+
+    from ..studies.udr import write_udr
+
+    common = Path(os.path.commonpath([d.resolve() for d in dirs]))
+    out = Path(args.output) if args.output else common / "udr.json"
+    res = write_udr(dirs, out, seed=args.seed)
+    migs = []
+    for d in dirs:
+        try:
+            migs.append(json.loads((d / "metrics.json").read_text(encoding="utf-8")).get("mig"))
+        except (OSError, ValueError, AttributeError):
+            migs.append(None)
+    width = max(len(str(d)) for d in dirs)
+    print(f"{'run':{width}s}  {'UDR lasso':>9s}  {'UDR Spearman':>12s}  {'active':>6s}  {'MIG':>6s}")
+    for i, d in enumerate(dirs):
+        mig = f"{migs[i]:6.4f}" if isinstance(migs[i], (int, float)) else f"{'':6s}"
+        print(f"{str(d):{width}s}  {res['udr_lasso'][i]:9.4f}  {res['udr_spearman'][i]:12.4f}  "
+              f"{res['num_active'][i]:6d}  {mig}")
+    best = {v: str(dirs[max(range(len(dirs)), key=lambda i: res[f"udr_{v}"][i])]) for v in ("lasso", "spearman")}
+    print(f"UDR's pick: {best['lasso']} (lasso), {best['spearman']} (Spearman)")
+    print(f"wrote {out}")
+
+
+def _evaluate_run(args: argparse.Namespace, run_dir: Path, metrics: Any) -> None:
     from ..metrics import evaluate
     from ..train.log import write_json
 
-    run_dir = Path(args.run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist; pass the folder `untwine train` wrote")
     try:
         from ..train import load_run  # type: ignore[attr-defined]
     except ImportError as e:
@@ -43,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         r,
         data,
-        metrics=args.metrics,
+        metrics=metrics,
         seed=args.seed,
         progress=not args.no_progress,
         sizes=_parse_sizes(args.sizes),
@@ -59,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     for k, why in result.get("skipped", {}).items():
         print(f"{k:28s} skipped: {why}")
     print(f"wrote {out}")
-    return 0
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -75,9 +122,11 @@ def add(sub: argparse._SubParsersAction) -> None:
         "removing each factor's most important dimension, ~5 min), fairness (boosted trees "
         "predicting each factor under interventions on each other factor, ~1 min).",
     )
-    p.add_argument("run_dir", help="run folder written by `untwine train`")
+    p.add_argument("run_dir", nargs="+", help="run folder(s) written by `untwine train`; several: each is "
+                   "evaluated, and with --metrics udr compared (UDR, Duan et al. 2020: e.g. the seeds of one "
+                   "setting; both variants -> udr.json in their common folder, a table of UDR, active latents and MIG)")
     p.add_argument("--metrics", default=None, help="comma list; default: mig,sap,modularity,dci,beta_vae,factor_vae,gaussian_tc,irs,unsupervised; "
-                   "opt-in (slow: classifier fits, minutes each): downstream,reduced_downstream,fairness")
+                   "opt-in (slow: classifier fits, minutes each): downstream,reduced_downstream,fairness; across >= 2 runs: udr")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000 "
                    "(downstream tasks: training sizes 10, 100, ... up to num_train; fairness.num_test_points_per_class)")
@@ -90,6 +139,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="encode every image once and look codes up (same scores; auto: when the metrics "
                    "would draw more observations than the dataset has, e.g. dSprites at standard sizes)")
     p.add_argument("--jobs", type=int, default=None, help="threads for the classifier fits (default all CPUs)")
-    p.add_argument("--output", default=None, help="where to write the JSON (default RUN_DIR/metrics.json)")
+    p.add_argument("--output", default=None, help="where to write the JSON (default RUN_DIR/metrics.json; "
+                   "with --metrics udr alone: the UDR JSON, default udr.json in the runs' common folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

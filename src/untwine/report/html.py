@@ -22,6 +22,7 @@ from ..train import files
 from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
 from . import reference as R
+from . import selection
 from . import shipped as S
 from . import tables as T
 from .tables import Stat, Table, fmt
@@ -456,9 +457,13 @@ def build_report(root: str | Path, figures: bool | None = None,
     study = load_sweep_study(r, references)
     rows, recorded = collect_for_report(study, r)
     rep = Report(study, r, rows, tables=T.all_tables(rows), recorded=recorded)
+    at = next((i for i, t in enumerate(rep.tables) if t.key == "failures"), len(rep.tables))
+    rep.tables[at:at] = selection.selection_tables(rows)  # UDR per seed beside MIG, and the picks
     rep.references, rep.claims = R.comparisons(study, rows)
     rep.skipped = skipped_metrics(r, rows)
     learning_check(rep)
+    if (udr_sentence := selection.headline(rows)) is not None:
+        rep.headline.append(udr_sentence)
     rep.shipped, missing = S.resolve([str(n) for n in study.report.get("pretrained", [])])
     rep.notes += missing
     if rep.shipped:

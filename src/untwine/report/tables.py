@@ -46,6 +46,8 @@ COLUMN_LABELS = {
     "reduced_downstream_10000_others": "reduced acc. others (10k)",
     "fairness_mean": "unfairness (mean)",
     "fairness_max": "unfairness (max)",
+    "udr_lasso": "UDR lasso",
+    "udr_spearman": "UDR Spearman",
 }
 SUITE = ["mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
          "dci_informativeness", "sap", "modularity", "explicitness",
@@ -53,7 +55,8 @@ SUITE = ["mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dc
          # each shown when computed (results.csv has every size)
          "irs", "gaussian_wasserstein_correlation_norm", "mutual_info_score", "downstream_lr_100",
          "downstream_lr_10000", "downstream_gbt_100", "downstream_gbt_10000", "reduced_downstream_10000",
-         "reduced_downstream_10000_others", "fairness_mean", "fairness_max"]
+         "reduced_downstream_10000_others", "fairness_mean", "fairness_max",
+         "udr_lasso", "udr_spearman"]  # UDR: across a setting's seeds (report/selection.py)
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,17 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
     return row
 
 
-def collect(study: Study, root: str | os.PathLike) -> list[dict[str, Any]]:
-    """One row per run of ``study`` (study order), read from the run folders under ``root``."""
+def collect(study: Study, root: str | os.PathLike, compute_udr: bool = True) -> list[dict[str, Any]]:
+    """One row per run of ``study`` (study order), read from the run folders under ``root``; the
+    finished seeds of settings with >= 2 of them get ``udr_lasso``/``udr_spearman``
+    (:func:`untwine.studies.udr.add_udr`: computed once per setting into ``<setting>/udr.json``,
+    or with ``compute_udr=False`` only read from there)."""
+    from .udr import add_udr
+
     r = Path(root)
-    return [run_row(study, r, name, kw) for name, kw in study.expand()]
+    rows = [run_row(study, r, name, kw) for name, kw in study.expand()]
+    add_udr(study, r, rows, compute=compute_udr)
+    return rows
 
 
 def _ordered(keys: Iterable[str], order: list[str]) -> list[str]:

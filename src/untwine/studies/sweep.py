@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -153,7 +154,8 @@ def sweep(
                     except Exception as e:  # the baseline is a comparison, never fatal
                         view.note(f"baseline for {ds} failed: {type(e).__name__}: {e}")
     finally:
-        rows = results.collect(study, root)
+        # UDR per setting is computed here, except after Ctrl-C (then only read where already written)
+        rows = results.collect(study, root, compute_udr=not isinstance(sys.exc_info()[1], KeyboardInterrupt))
         results.write_results(rows, root / "results.csv")
         results.write_timings(study, root, root / "timings.csv")
         _append_sweep_log(root, backend, n_jobs, time.time() - t0, outcomes, pack)

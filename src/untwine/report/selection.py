@@ -1,0 +1,116 @@
+"""Unsupervised model selection in the report: UDR per seed beside MIG, and whether UDR's pick among
+a setting's seeds is MIG's pick (Duan et al. 2020 select a seed by UDR without ground truth; MIG
+needs the factors). Input: results rows with ``udr_lasso``/``udr_spearman`` (see
+:mod:`untwine.studies.udr`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import tables as T
+from .tables import Table, fmt
+
+VARIANTS = (("udr_lasso", "UDR lasso"), ("udr_spearman", "UDR Spearman"))
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(float(v)) else None
+
+
+def _pick(grp: list[dict[str, Any]], col: str) -> int | None:
+    """Seed with the highest ``col`` (the first seed on ties); ``None`` unless every seed has it."""
+    vals = [_num(r.get(col)) for r in grp]
+    if len(grp) < 2 or any(v is None for v in vals):
+        return None
+    return int(grp[max(range(len(grp)), key=lambda i: (vals[i], -i))]["seed"])
+
+
+def _settings(rows: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
+    """Finished settings whose seeds have UDR (>= 2 seeds), study order, seeds sorted."""
+    hps = T.hp_columns(rows)
+    out = []
+    for key, grp in T.group(rows, hps):
+        mine = sorted((r for r in grp if _num(r.get("udr_lasso")) is not None), key=lambda r: r["seed"])
+        if len(mine) >= 2:
+            out.append((key, mine))
+    return out
+
+
+def udr_table(rows: list[dict[str, Any]]) -> Table | None:
+    """One row per seed of each setting with UDR: MIG, UDR (lasso, Spearman), which scores pick it."""
+    settings = _settings(rows)
+    if not settings:
+        return None
+    hps = T.hp_columns(rows)
+    t = Table("udr", "UDR per seed beside MIG",
+              "UDR (Duan et al. 2020; disentanglement_lib's protocol): how well a seed's active latents "
+              "match, one to one, those of the setting's other seeds (median over them; lasso: |Lasso "
+              "coefficients| between standardised codes, at most ~0.9 for identical models because of "
+              "the Lasso's shrinkage; Spearman: |rank correlations|). It needs no factors; MIG does. "
+              "'picked by' names the scores whose highest value among the setting's seeds is this seed.",
+              ["dataset", "model", "setting", "seed", "mig", "udr_lasso", "udr_spearman", "picked by"])
+    for key, grp in settings:
+        picks = {label: _pick(grp, col) for col, label in (("mig", "MIG"),) + VARIANTS}
+        for r in grp:
+            mig = _num(r.get("mig"))
+            t.rows.append([key[0], key[1], T.setting_label(key, hps), r["seed"],
+                           fmt(mig) if mig is not None else "", fmt(r["udr_lasso"]),
+                           fmt(r["udr_spearman"]) if _num(r.get("udr_spearman")) is not None else "",
+                           ", ".join(k for k, s in picks.items() if s == r["seed"])])
+    return t
+
+
+def agreement(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How often UDR's pick is MIG's: ``{"settings": n, "udr_lasso": k, "udr_spearman": k,
+    "chance": expected k of a random pick (sum of 1 / seeds)}`` over the settings where every seed
+    has MIG and UDR; ``None`` if there is none."""
+    both = [grp for _, grp in _settings(rows) if _pick(grp, "mig") is not None]
+    if not both:
+        return None
+    out: dict[str, Any] = {"settings": len(both), "chance": sum(1 / len(g) for g in both)}
+    for col, _ in VARIANTS:
+        out[col] = sum(_pick(g, col) == _pick(g, "mig") for g in both)
+    return out
+
+
+def picks_table(rows: list[dict[str, Any]]) -> Table | None:
+    """Per setting: the seed MIG picks and the seeds UDR picks; last row: how often they agree."""
+    settings = [(k, g) for k, g in _settings(rows) if _pick(g, "mig") is not None]
+    agree = agreement(rows)
+    if not settings or agree is None:
+        return None
+    hps = T.hp_columns(rows)
+    t = Table("udr_picks", "Does UDR pick MIG's best seed?",
+              "Per setting: the seed with the highest MIG, and the seed with the highest UDR (either "
+              "variant), which one would pick without ground truth. Last row: in how many settings the "
+              f"two agree; a random seed would agree in {agree['chance']:.2f} of {agree['settings']} on "
+              "average.",
+              ["dataset", "model", "setting", "seeds", "MIG's pick", "UDR lasso's pick", "UDR Spearman's pick"])
+    for key, grp in settings:
+        t.rows.append([key[0], key[1], T.setting_label(key, hps), len(grp)]
+                      + [_text(_pick(grp, c)) for c in ("mig", "udr_lasso", "udr_spearman")])
+    n = agree["settings"]
+    t.rows.append(["all", "", f"{n} setting{'s' if n != 1 else ''}", "", "",
+                   f"{agree['udr_lasso']} of {n} = MIG's", f"{agree['udr_spearman']} of {n} = MIG's"])
+    return t
+
+
+def _text(seed: int | None) -> str:
+    return "" if seed is None else f"seed {seed}"
+
+
+def headline(rows: list[dict[str, Any]]) -> str | None:
+    """One sentence for the report's headline: how often UDR's pick among seeds is MIG's."""
+    a = agreement(rows)
+    if a is None:
+        return None
+    n = a["settings"]
+    return (f"UDR's pick among a setting's seeds (no factors needed) is MIG's pick in {a['udr_lasso']} of {n} "
+            f"setting{'s' if n != 1 else ''} (lasso) and {a['udr_spearman']} of {n} (Spearman); a random seed: "
+            f"{a['chance']:.2f} of {n} on average.")
+
+
+def selection_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    return [t for t in (udr_table(rows), picks_table(rows)) if t]

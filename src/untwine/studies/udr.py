@@ -1,0 +1,110 @@
+"""UDR of a sweep's settings (same dataset, model and hyperparameters; several seeds).
+
+A setting's seeds live in one folder, ``<dataset>/<model>/<hparams>/seed=N``; its UDR
+(:func:`untwine.metrics.udr_runs`: both the lasso and the Spearman variant, 1,000 observations
+drawn with the study's evaluation seed) is written beside them, to ``<setting>/udr.json``, once the
+setting has >= 2 finished seeds, and reused while those seeds' checkpoints are unchanged (a
+fingerprint: the SHA-256 of each checkpoint's model file). :func:`add_udr` is called by
+:func:`untwine.studies.results.collect`, which both ``untwine sweep`` (after its runs) and
+``untwine report`` go through: a sweep writes UDR into ``results.csv``, and a report of a folder
+without ``udr.json`` files computes them. ``untwine evaluate RUN RUN ... --metrics udr`` writes the
+same file format (:func:`write_udr`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..metrics.udr import NUM_DATA_POINTS
+from ..train import checkpoint, files
+from ..train.files import RunFolderError
+from ..train.log import write_json
+
+FILE = "udr.json"
+VARIANTS = ("lasso", "spearman")
+
+
+def fingerprint(run_dir: str | os.PathLike) -> str | None:
+    """SHA-256 of the model file of a run's newest intact checkpoint; ``None`` without one."""
+    try:
+        ckpt = checkpoint.find(run_dir)
+        if ckpt is None:
+            return None
+        return str(files.read_json(ckpt / checkpoint.MANIFEST, "")["files"][checkpoint.MODEL_FILE]["sha256"])
+    except (RunFolderError, OSError, KeyError, TypeError):
+        return None
+
+
+def _rel(p: Path, base: Path) -> str:
+    try:
+        return p.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(p.resolve())
+
+
+def write_udr(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, seed: int = 0,
+              num_data_points: int = NUM_DATA_POINTS) -> dict[str, Any]:
+    """Compute UDR (both variants) of the runs and write it to ``out`` (JSON; run folders relative
+    to ``out``'s folder when inside it). Returns what was written: ``runs``, ``fingerprints``,
+    ``udr_lasso``, ``udr_spearman`` (M each), ``pairwise_lasso``, ``pairwise_spearman`` (M x M,
+    null diagonal), ``kl`` (M x D, nats), ``num_active``, ``dataset``, ``num_data_points``,
+    ``seed``, ``kl_threshold``."""
+    from ..metrics import udr_runs
+    from ..train import load_run
+    from ..train.speed import torch_threads
+
+    out = Path(out)
+    dirs = [Path(d) for d in run_dirs]
+    runs = [load_run(d) for d in dirs]
+    with torch_threads(int(runs[0].config.threads or 0)):  # as the runs were evaluated
+        res = udr_runs(runs, num_data_points=num_data_points, seed=seed, correlations=VARIANTS)
+    res["runs"] = [_rel(d, out.parent) for d in dirs]
+    res["fingerprints"] = [fingerprint(d) for d in dirs]
+    write_json(out, res)
+    return files.read_json(out, f"delete {out}; it is written again")
+
+
+def _cached(path: Path, names: list[str], prints: list[str], seed: int) -> dict[str, Any] | None:
+    try:
+        c = files.read_json(path, f"delete {path}")
+    except (FileNotFoundError, RunFolderError):
+        return None
+    same = (c.get("runs") == names and c.get("fingerprints") == prints and c.get("seed") == seed
+            and c.get("num_data_points") == NUM_DATA_POINTS)
+    return c if same and all(isinstance(c.get(f"udr_{v}"), list) for v in VARIANTS) else None
+
+
+def add_udr(study: Any, root: str | os.PathLike, rows: list[dict[str, Any]], compute: bool = True) -> None:
+    """Set ``udr_lasso`` and ``udr_spearman`` of the finished rows of every setting with >= 2
+    finished seeds that have a checkpoint, from ``<setting>/udr.json`` (computed and written when
+    missing or stale, unless ``compute`` is False). A setting whose UDR cannot be computed gets none
+    (a warning says why); UDR never fails a sweep or a report."""
+    r = Path(root)
+    settings: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "finished" and "/" in row["run"]:
+            settings.setdefault(row["run"].rsplit("/", 1)[0], []).append(row)
+    seed = int(getattr(study, "eval_seed", 0))
+    for folder, mine in settings.items():
+        if len(mine) < 2:
+            continue
+        prints = {row["run"]: fingerprint(r / row["run"]) for row in mine}
+        mine = [row for row in mine if prints[row["run"]]]
+        if len(mine) < 2:
+            continue
+        path = r / folder / FILE
+        names = [row["run"].rsplit("/", 1)[1] for row in mine]
+        res = _cached(path, names, [prints[row["run"]] for row in mine], seed)
+        if res is None and compute:
+            try:
+                res = write_udr([r / row["run"] for row in mine], path, seed=seed)
+            except Exception as e:  # a comparison across seeds, never fatal
+                warnings.warn(f"UDR of {folder} could not be computed: {type(e).__name__}: {e}", stacklevel=2)
+        if res is None:
+            continue
+        for i, row in enumerate(mine):
+            for v in VARIANTS:
+                row[f"udr_{v}"] = float(res[f"udr_{v}"][i])
