@@ -166,6 +166,18 @@ def test_downstream_perfect_codes_predict_every_factor_and_noise_is_near_chance(
     assert noise["mean_test_accuracy"][0] < chance + 0.1
 
 
+def test_downstream_fits_in_threads_raise_no_sklearn_warnings():
+    """Convergence/deprecation warnings of the reference estimators are silenced, also when the fits
+    run in worker threads (the filters are process-wide)."""
+    import warnings
+
+    ctr, ftr, cte, fte = _halves("noise", n_train=200, sizes=(20, 20))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        um.downstream_task(ctr, ftr, cte, fte, train_sizes=(100, 200), predictor="lr", n_jobs=2)
+    assert [str(w.message)[:60] for w in caught] == []
+
+
 def test_downstream_accuracy_grows_with_training_points_on_a_mixture():
     ctr, ftr, cte, fte = _halves("mixture", n_train=1000, sizes=(8, 8))
     r = um.downstream_task(ctr, ftr, cte, fte, train_sizes=(10, 1000), predictor="gbt", n_jobs=1)

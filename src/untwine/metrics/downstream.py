@@ -23,8 +23,9 @@ predictor. Convergence and deprecation warnings of scikit-learn are silenced.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -42,6 +43,18 @@ def check_predictor(predictor: str, backend: str) -> None:
         raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
     if backend not in GBT_BACKENDS:
         raise ValueError(f"unknown GBT backend {backend!r}; choose one of {', '.join(GBT_BACKENDS)}")
+
+
+@contextlib.contextmanager
+def quiet_fits() -> Iterator[None]:
+    """Silence scikit-learn's convergence, deprecation and fold warnings. Enter it in the thread
+    that starts the worker threads too: ``warnings.catch_warnings`` is process-wide, so a worker's
+    own context alone can restore loud filters while another worker still fits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)  # folds without some classes
+        yield
 
 
 def _hist_gbt() -> Any:
@@ -84,10 +97,7 @@ def fit_predict(
         model = GradientBoostingClassifier()
     else:
         model = _hist_gbt()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)  # folds without some classes
+    with quiet_fits():
         model.fit(x_train, y_train)
     return model.predict(x_train), [model.predict(x) for x in x_tests]
 
@@ -141,9 +151,10 @@ def downstream_task(
     sizes = check_train_sizes(train_sizes, len(ctr))
     jobs = sorted(((s, j) for s in range(len(sizes)) for j in range(ftr.shape[1])),
                   key=lambda p: (-sizes[p[0]], -np.unique(ftr[: sizes[p[0]], p[1]]).size))
-    res = dict(zip(jobs, parallel_map(
-        lambda p: accuracies(predictor, ctr[: sizes[p[0]]], ftr[: sizes[p[0]], p[1]], cte, fte[:, p[1]], backend),
-        jobs, n_jobs)))
+    with quiet_fits():
+        res = dict(zip(jobs, parallel_map(
+            lambda p: accuracies(predictor, ctr[: sizes[p[0]]], ftr[: sizes[p[0]], p[1]], cte, fte[:, p[1]], backend),
+            jobs, n_jobs)))
     acc = np.array([[res[(s, j)] for j in range(ftr.shape[1])] for s in range(len(sizes))])  # S x K x 2
     tr, te = acc[..., 0], acc[..., 1]
     return {

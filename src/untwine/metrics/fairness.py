@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .downstream import check_predictor, fit_predict
+from .downstream import check_predictor, fit_predict, quiet_fits
 from .utils import check_data, check_sizes, encode_factors, parallel_map
 
 
@@ -127,7 +127,8 @@ def fairness(
         return preds
 
     order = sorted(range(k), key=lambda i: -sizes[i])
-    preds = dict(zip(order, parallel_map(target, order, n_jobs)))
+    with quiet_fits():
+        preds = dict(zip(order, parallel_map(target, order, n_jobs)))
     mean_m, max_m = np.zeros((k, k)), np.zeros((k, k))
     for i in range(k):
         for (_, j), pred in zip([p for p in pairs if p[0] == i], preds[i]):

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._gbt import predict_gbt
-from .downstream import TRAIN_SIZES, accuracies, check_predictor, check_train_sizes
+from .downstream import TRAIN_SIZES, accuracies, check_predictor, check_train_sizes, quiet_fits
 from .utils import check_train_test, parallel_map
 
 
@@ -47,6 +47,30 @@ def gbt_importance(x: np.ndarray, y: np.ndarray, backend: str = "exact") -> np.n
     from .dci import _fit_fast
 
     return _fit_fast(x, y, x[:1], y[:1])[0]
+
+
+def _one_size(s: int, x: np.ndarray, y: np.ndarray, cte: np.ndarray, fte: np.ndarray, r: int, predictor: str,
+              backend: str, n_jobs: int | None, removed: np.ndarray, acc: np.ndarray) -> None:
+    """One training size: fills ``removed[s]`` (K x r) and ``acc[s]`` (K x K x 2: train, test)."""
+    d, k = x.shape[1], y.shape[1]
+    keep = [list(range(d)) for _ in range(k)]
+    importance: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    for step in range(r):
+        todo = sorted({(f, tuple(keep[f])) for f in range(k)} - set(importance))
+        for key, imp in zip(todo, parallel_map(lambda t: gbt_importance(x[:, list(t[1])], y[:, t[0]], backend), todo, n_jobs)):
+            importance[key] = imp
+        for f in range(k):
+            drop = keep[f][int(np.argmax(importance[(f, tuple(keep[f]))]))]
+            removed[s, f, step] = drop
+            keep[f].remove(drop)
+    fits = sorted({(tuple(keep[f]), i) for f in range(k) for i in range(k)},
+                  key=lambda t: -np.unique(y[:, t[1]]).size)
+    res = dict(zip(fits, parallel_map(
+        lambda t: accuracies(predictor, x[:, list(t[0])], y[:, t[1]], cte[:, list(t[0])], fte[:, t[1]], backend),
+        fits, n_jobs)))
+    for f in range(k):
+        for i in range(k):
+            acc[s, f, i] = res[(tuple(keep[f]), i)]
 
 
 def reduced_downstream_task(
@@ -86,25 +110,8 @@ def reduced_downstream_task(
     removed = np.zeros((len(sizes), k, r), dtype=np.int64)
     acc = np.zeros((len(sizes), k, k, 2))
     for s, n in enumerate(sizes):
-        x, y = ctr[:n], ftr[:n]
-        keep = [list(range(d)) for _ in range(k)]
-        importance: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
-        for step in range(r):
-            todo = sorted({(f, tuple(keep[f])) for f in range(k)} - set(importance))
-            for key, imp in zip(todo, parallel_map(lambda t: gbt_importance(x[:, list(t[1])], y[:, t[0]], backend), todo, n_jobs)):
-                importance[key] = imp
-            for f in range(k):
-                drop = keep[f][int(np.argmax(importance[(f, tuple(keep[f]))]))]
-                removed[s, f, step] = drop
-                keep[f].remove(drop)
-        fits = sorted({(tuple(keep[f]), i) for f in range(k) for i in range(k)},
-                      key=lambda t: -np.unique(y[:, t[1]]).size)
-        res = dict(zip(fits, parallel_map(
-            lambda t: accuracies(predictor, x[:, list(t[0])], y[:, t[1]], cte[:, list(t[0])], fte[:, t[1]], backend),
-            fits, n_jobs)))
-        for f in range(k):
-            for i in range(k):
-                acc[s, f, i] = res[(tuple(keep[f]), i)]
+        with quiet_fits():
+            _one_size(s, ctr[:n], ftr[:n], cte, fte, r, predictor, backend, n_jobs, removed, acc)
     own = np.einsum("sffc->sfc", acc)  # S x K x 2: factor f after removing f's dimensions
     mask = ~np.eye(k, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
