@@ -117,9 +117,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "IRS and the unsupervised scores (the default suite, ~30 s at standard sizes on 2 CPU cores "
         "plus encoding) for a trained run (disentanglement_lib 1.5 protocol and sample sizes) and "
         "write RUN_DIR/metrics.json. Not in the default suite because each fits many classifiers "
-        "(minutes at standard sizes; name them in --metrics): downstream (logistic regression and "
-        "boosted trees on 10..10,000 points, ~3-5 min), reduced_downstream (boosted trees after "
-        "removing each factor's most important dimension, ~5 min), fairness (boosted trees "
+        "(minutes at standard sizes on 2 CPU cores; name them in --metrics): downstream (logistic "
+        "regression and boosted trees on 10..10,000 points, ~3 min), reduced_downstream (boosted trees "
+        "after removing each factor's most important dimension, ~5-9 min), fairness (boosted trees "
         "predicting each factor under interventions on each other factor, ~1 min).",
     )
     p.add_argument("run_dir", nargs="+", help="run folder(s) written by `untwine train`; several: each is "
