@@ -134,11 +134,12 @@ def compare(ref: Any, names: list[str], encoders: list[Callable], data: Any) -> 
             d_corr = np.inf  # a NaN (a constant latent's Spearman correlation) on one side only
         else:
             d_corr = float(np.nanmax(np.abs(raw - ours["correlations"])))
-        print(f"\n{corr}: reference {t_ref:.2f} s, untwine {t_ours:.2f} s; active latents "
-              f"{ours['num_active'].tolist()}")
-        print(f"{'model':16s} {'disentanglement_lib':>20s} {'untwine':>12s} {'|diff|':>9s}")
+        print(f"\n{corr}: reference {t_ref:.2f} s (drawing, encoding and UDR), untwine {t_ours:.2f} s (UDR of "
+              f"the recorded arrays); active latents {ours['num_active'].tolist()}")
+        w = max(len(n) for n in names)
+        print(f"{'model':{w}s} {'disentanglement_lib':>20s} {'untwine':>12s} {'|diff|':>9s}")
         for name, a, b in zip(names, theirs["model_scores"], ours["udr"]):
-            print(f"{name:16s} {a:20.12f} {b:12.9f} {abs(a - b):9.1e}")
+            print(f"{name:{w}s} {a:20.12f} {b:12.9f} {abs(a - b):9.1e}")
             worst = max(worst, abs(a - b))
         print(f"max |diff| of the pair scores {d_pair:.1e}, of the similarity matrices {d_corr:.1e} "
               "(NaN in the same places)")

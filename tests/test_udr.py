@@ -248,6 +248,9 @@ def test_cli_evaluate_udr(runs, tmp_path, capsys):
     for line, d, a, b in zip(out[1:4], dirs, written["udr_lasso"], written["udr_spearman"]):
         assert line.split()[:3] == [str(d), f"{a:.4f}", f"{b:.4f}"]
     assert out[-1] == f"wrote {folder / 'udr.json'}"
+    tops = {v: [d for d, x in zip(dirs, written[f"udr_{v}"]) if x == max(written[f"udr_{v}"])] for v in ("lasso", "spearman")}
+    said = {v: str(t[0]) if len(t) == 1 else "none (a tie)" for v, t in tops.items()}
+    assert out[-2] == f"UDR's pick: {said['lasso']} (lasso), {said['spearman']} (Spearman)"
     # with a suite metric: each run is evaluated too, and the table shows its MIG
     assert main(["evaluate", *map(str, dirs[:2]), "--metrics", "mig,udr", "--sizes", "num_train=200",
                  "--no-progress", "--output", str(tmp_path / "x.json")]) == 2
@@ -300,8 +303,12 @@ def test_report_picks_known_answers():
     assert "a random seed would agree in 0.83 of 2" in p.caption
     assert headline(rows) == ("UDR's pick among a setting's seeds (no factors needed) is MIG's pick in 1 of 2 "
                               "settings (lasso) and 1 of 2 (Spearman); a random seed: 0.83 of 2 on average.")
-    ties = [_row("t0", 0, 0.2, 0.0, 0.0), _row("t1", 1, 0.2, 0.0, 0.0)]  # ties: the first seed
-    assert agreement(ties)["udr_lasso"] == 1 and udr_table(ties).rows[0][-1] == "MIG, UDR lasso, UDR Spearman"
+    # a tie picks nothing: the Spearman UDR of two seeds is symmetric; a MIG tie leaves nothing to compare
+    ties = [_row("t0", 0, 0.3, 0.1, 0.4), _row("t1", 1, 0.2, 0.2, 0.4)]
+    assert agreement(ties) == {"settings": 1, "chance": 0.5, "udr_lasso": 0, "udr_spearman": 0}
+    assert [r[-1] for r in udr_table(ties).rows] == ["MIG", "UDR lasso"]
+    assert picks_table(ties).rows[0][4:] == ["seed 0", "seed 1", "tie"]
+    assert agreement([_row("t0", 0, 0.2, 0.1, 0.4), _row("t1", 1, 0.2, 0.2, 0.3)]) is None
     assert udr_table(rows[5:]) is None and picks_table(rows[5:]) is None and headline(rows[5:]) is None
 
 

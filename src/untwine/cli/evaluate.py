@@ -70,8 +70,11 @@ def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
         mig = f"{migs[i]:6.4f}" if isinstance(migs[i], (int, float)) else f"{'':6s}"
         print(f"{str(d):{width}s}  {res['udr_lasso'][i]:9.4f}  {res['udr_spearman'][i]:12.4f}  "
               f"{res['num_active'][i]:6d}  {mig}")
-    best = {v: str(dirs[max(range(len(dirs)), key=lambda i: res[f"udr_{v}"][i])]) for v in ("lasso", "spearman")}
-    print(f"UDR's pick: {best['lasso']} (lasso), {best['spearman']} (Spearman)")
+    picks = []
+    for v in ("lasso", "spearman"):
+        top = [d for d, s in zip(dirs, res[f"udr_{v}"]) if s == max(res[f"udr_{v}"])]
+        picks.append(f"{top[0] if len(top) == 1 else 'none (a tie)'} ({'lasso' if v == 'lasso' else 'Spearman'})")
+    print(f"UDR's pick: {', '.join(picks)}")
     print(f"wrote {out}")
 
 

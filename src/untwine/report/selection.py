@@ -19,12 +19,18 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(float(v)) else None
 
 
+TIE = -1  # several seeds share the highest value: no pick (e.g. the Spearman UDR of two seeds)
+
+
 def _pick(grp: list[dict[str, Any]], col: str) -> int | None:
-    """Seed with the highest ``col`` (the first seed on ties); ``None`` unless every seed has it."""
+    """Seed with the highest ``col``, :data:`TIE` when several share it, ``None`` unless every
+    seed has it."""
     vals = [_num(r.get(col)) for r in grp]
     if len(grp) < 2 or any(v is None for v in vals):
         return None
-    return int(grp[max(range(len(grp)), key=lambda i: (vals[i], -i))]["seed"])
+    best = max(vals)
+    top = [r for r, v in zip(grp, vals) if v == best]
+    return int(top[0]["seed"]) if len(top) == 1 else TIE
 
 
 def _settings(rows: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
@@ -49,7 +55,8 @@ def udr_table(rows: list[dict[str, Any]]) -> Table | None:
               "match, one to one, those of the setting's other seeds (median over them; lasso: |Lasso "
               "coefficients| between standardised codes, at most ~0.9 for identical models because of "
               "the Lasso's shrinkage; Spearman: |rank correlations|). It needs no factors; MIG does. "
-              "'picked by' names the scores whose highest value among the setting's seeds is this seed.",
+              "'picked by' names the scores whose highest value among the setting's seeds is this seed "
+              "(none on a tie: the Spearman UDR of exactly two seeds is symmetric, so always tied).",
               ["dataset", "model", "setting", "seed", "mig", "udr_lasso", "udr_spearman", "picked by"])
     for key, grp in settings:
         picks = {label: _pick(grp, col) for col, label in (("mig", "MIG"),) + VARIANTS}
@@ -65,8 +72,9 @@ def udr_table(rows: list[dict[str, Any]]) -> Table | None:
 def agreement(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """How often UDR's pick is MIG's: ``{"settings": n, "udr_lasso": k, "udr_spearman": k,
     "chance": expected k of a random pick (sum of 1 / seeds)}`` over the settings where every seed
-    has MIG and UDR; ``None`` if there is none."""
-    both = [grp for _, grp in _settings(rows) if _pick(grp, "mig") is not None]
+    has MIG and UDR (and MIG's highest value is one seed's); ``None`` if there is none. A tie in
+    UDR counts as no agreement."""
+    both = [grp for _, grp in _settings(rows) if _pick(grp, "mig") not in (None, TIE)]
     if not both:
         return None
     out: dict[str, Any] = {"settings": len(both), "chance": sum(1 / len(g) for g in both)}
@@ -77,15 +85,16 @@ def agreement(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def picks_table(rows: list[dict[str, Any]]) -> Table | None:
     """Per setting: the seed MIG picks and the seeds UDR picks; last row: how often they agree."""
-    settings = [(k, g) for k, g in _settings(rows) if _pick(g, "mig") is not None]
+    settings = [(k, g) for k, g in _settings(rows) if _pick(g, "mig") not in (None, TIE)]
     agree = agreement(rows)
     if not settings or agree is None:
         return None
     hps = T.hp_columns(rows)
     t = Table("udr_picks", "Does UDR pick MIG's best seed?",
               "Per setting: the seed with the highest MIG, and the seed with the highest UDR (either "
-              "variant), which one would pick without ground truth. Last row: in how many settings the "
-              f"two agree; a random seed would agree in {agree['chance']:.2f} of {agree['settings']} on "
+              "variant), which one would pick without ground truth ('tie': several seeds share the "
+              "highest UDR, no pick, counted as no agreement). Last row: in how many settings the two "
+              f"agree; a random seed would agree in {agree['chance']:.2f} of {agree['settings']} on "
               "average.",
               ["dataset", "model", "setting", "seeds", "MIG's pick", "UDR lasso's pick", "UDR Spearman's pick"])
     for key, grp in settings:
@@ -98,7 +107,7 @@ def picks_table(rows: list[dict[str, Any]]) -> Table | None:
 
 
 def _text(seed: int | None) -> str:
-    return "" if seed is None else f"seed {seed}"
+    return "" if seed is None else "tie" if seed == TIE else f"seed {seed}"
 
 
 def headline(rows: list[dict[str, Any]]) -> str | None:
