@@ -248,7 +248,8 @@ def test_cli_evaluate_udr(runs, tmp_path, capsys):
     for line, d, a, b in zip(out[1:4], dirs, written["udr_lasso"], written["udr_spearman"]):
         assert line.split()[:3] == [str(d), f"{a:.4f}", f"{b:.4f}"]
     assert out[-1] == f"wrote {folder / 'udr.json'}"
-    tops = {v: [d for d, x in zip(dirs, written[f"udr_{v}"]) if x == max(written[f"udr_{v}"])] for v in ("lasso", "spearman")}
+    tops = {v: [d for d, x in zip(dirs, written[f"udr_{v}"]) if x == max(written[f"udr_{v}"])]
+            for v in ("lasso", "spearman")}
     said = {v: str(t[0]) if len(t) == 1 else "none (a tie)" for v, t in tops.items()}
     assert out[-2] == f"UDR's pick: {said['lasso']} (lasso), {said['spearman']} (Spearman)"
     # with a suite metric: each run is evaluated too, and the table shows its MIG

@@ -4,11 +4,11 @@ A setting's seeds live in one folder, ``<dataset>/<model>/<hparams>/seed=N``; it
 (:func:`untwine.metrics.udr_runs`: both the lasso and the Spearman variant, 1,000 observations
 drawn with the study's evaluation seed) is written beside them, to ``<setting>/udr.json``, once the
 setting has >= 2 finished seeds, and reused while those seeds' checkpoints are unchanged (a
-fingerprint: the SHA-256 of each checkpoint's model file). :func:`add_udr` is called by
-:func:`untwine.studies.results.collect`, which both ``untwine sweep`` (after its runs) and
-``untwine report`` go through: a sweep writes UDR into ``results.csv``, and a report of a folder
-without ``udr.json`` files computes them. ``untwine evaluate RUN RUN ... --metrics udr`` writes the
-same file format (:func:`write_udr`).
+fingerprint: the SHA-256 of each checkpoint's model file, from its manifest). :func:`add_udr` is
+called by :func:`untwine.studies.results.collect`, which both ``untwine sweep`` (after its runs)
+and ``untwine report`` go through: a sweep writes UDR into ``results.csv``, and a report of a
+folder without ``udr.json`` files computes them. ``untwine evaluate RUN RUN ... --metrics udr``
+writes the same file format (:func:`write_udr`).
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ VARIANTS = ("lasso", "spearman")
 
 
 def fingerprint(run_dir: str | os.PathLike) -> str | None:
-    """SHA-256 of the model file of a run's newest intact checkpoint; ``None`` without one."""
-    try:
-        ckpt = checkpoint.find(run_dir)
-        if ckpt is None:
-            return None
-        return str(files.read_json(ckpt / checkpoint.MANIFEST, "")["files"][checkpoint.MODEL_FILE]["sha256"])
-    except (RunFolderError, OSError, KeyError, TypeError):
-        return None
+    """SHA-256 of the model file of a run's newest checkpoint, as its manifest records it (read,
+    not recomputed: cheap for a study of many runs; loading the run verifies it); ``None`` without
+    a checkpoint."""
+    for name in checkpoint.ORDER:
+        try:
+            manifest = files.read_json(Path(run_dir) / name / checkpoint.MANIFEST, "")
+            return str(manifest["files"][checkpoint.MODEL_FILE]["sha256"])
+        except (FileNotFoundError, RunFolderError, OSError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _rel(p: Path, base: Path) -> str:
