@@ -9,7 +9,8 @@ Install the reference once, outside the project venv::
 
 The scripts append that venv's site-packages to ``sys.path`` (``--dlib-site`` or ``$DLIB_SITE``),
 stub ``gin.tf`` (which would import TensorFlow; the metrics do not need it) and bind the gin
-parameters of the ``unsupervised_study_v1`` metric configs. Both sides then use the project's own
+parameters of the ``unsupervised_study_v1`` metric configs (plus ``fairness.gin``'s boosted-trees
+predictor and ``reduced_downstream_task.gin``'s ``factorwise_dci``). Both sides then use the project's own
 numpy/scipy/scikit-learn, so differences come from the metric code only.
 """
 
@@ -37,6 +38,7 @@ class SyntheticData:
     def __init__(self, factor_sizes: tuple[int, ...] = DSPRITES_SIZES) -> None:
         self.factor_sizes = tuple(factor_sizes)
         self.num_factors = len(factor_sizes)
+        self.factors_num_values = list(factor_sizes)  # disentanglement_lib's name (fairness)
 
     def sample_factors(self, n: int, rng: Any) -> np.ndarray:
         sizes = np.asarray(self.factor_sizes)
@@ -122,9 +124,13 @@ def load_reference(site: str | None = None) -> Any | None:
         from disentanglement_lib.evaluation.metrics import (  # type: ignore
             beta_vae,
             dci,
+            downstream_task,
             factor_vae,
+            fairness,
+            irs,
             mig,
             modularity_explicitness,
+            reduced_downstream_task,
             sap_score,
             unsupervised_metrics,
             utils,
@@ -138,10 +144,13 @@ def load_reference(site: str | None = None) -> Any | None:
             "discretizer.discretizer_fn = @histogram_discretizer",
             "discretizer.num_bins = 20",
             "prune_dims.threshold = 0.05",
+            "predictor.predictor_fn = @gradient_boosting_classifier",
+            "reduced_representation.correlation_measure = @factorwise_dci",
         ]
     )
     return types.SimpleNamespace(
         beta_vae=beta_vae, dci=dci, factor_vae=factor_vae, mig=mig,
         modularity=modularity_explicitness, sap=sap_score, unsupervised=unsupervised_metrics,
-        utils=utils,
+        utils=utils, irs=irs, downstream=downstream_task, reduced=reduced_downstream_task,
+        fairness=fairness,
     )
