@@ -385,3 +385,54 @@ def test_study_results_and_report_have_udr_per_setting(tmp_path):
                and h.endswith("a random seed: 1.00 of 2 on average.") for h in rep.headline)
     suite = next(t for t in rep.tables if t.key == "suite")
     assert suite.columns[-2:] == ["udr_lasso", "udr_spearman"]
+
+
+def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_seed(tmp_path, monkeypatch):
+    """[eval] udr_reference: a shipped model (here a tiny run posing as one) is an extra member of
+    every setting's pool, so two seeds (or one) are ranked; [report] keep names the kept seed."""
+    import untwine.pretrained as P
+    from untwine.report import build_report
+    from untwine.report.selection import kept_sentence
+    from untwine.studies import StudyError, parse_study, sweep
+    from untwine.studies.results import read_results
+    from untwine.train import RunConfig, train
+
+    steps = "steps = 150\n"  # long enough for active latents (KL > 0.01 nats), else every score is 0
+    ref = train(RunConfig(dataset=TINY, model="beta-vae", steps=150, batch_size=8, latents=3, eval_every=150,
+                          eval_images=16, device="cpu", seed=7, out=str(tmp_path / "ref")), progress=False).dir
+    monkeypatch.setattr(P, "names", lambda: ["ref"])
+    monkeypatch.setattr(P, "path", lambda name: ref)
+    text = (STUDY.replace("steps = 4\n", steps).replace("beta = [1, 4]", "beta = [1]").replace('seed = 5\n', 'seed = 5\nudr_reference = ["ref"]\n')
+            .replace("figures = false\n", 'figures = false\nkeep = "udr_lasso"\n'))
+    study = parse_study(text)
+    assert study.udr_reference == ["ref"] and study.report["keep"] == "udr_lasso"
+    out = tmp_path / "sweep"
+    sweep(study, out, jobs=1, progress=False)
+    rows = read_results(out / "results.csv")
+    folder = out / TINY / "beta-vae" / "beta=1"
+    want = um.udr_runs([folder / "seed=0", folder / "seed=1", ref], seed=5)
+    got = [r for r in rows if r["run"].startswith(f"{TINY}/beta-vae/beta=1/")]
+    assert [r["udr_lasso"] for r in got] == pytest.approx(want["udr_lasso"][:2].tolist(), rel=1e-5, abs=1e-9)
+    assert json.loads((folder / "udr.json").read_text())["runs"] == ["seed=0", "seed=1", "pretrained:ref"]
+    best = max(got, key=lambda r: r["udr_lasso"])
+    sentence = kept_sentence(rows, "udr_lasso", ["ref"])
+    assert sentence.startswith("Kept without labels (the highest UDR lasso among each setting's seeds, with the "
+                               f"shipped ref in the pool as a reference): {best['run']} (MIG ")
+    assert sentence in build_report(out, figures=False).headline
+    # bad values name the choices
+    with pytest.raises(StudyError, match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
+        parse_study(STUDY.replace('seed = 5\n', 'seed = 5\nudr_reference = ["nope"]\n'))
+    with pytest.raises(StudyError, match=r"report.keep must be one of 'udr_lasso', 'udr_spearman', got 'mig'"):
+        parse_study(STUDY.replace("figures = false\n", 'figures = false\nkeep = "mig"\n'))
+
+
+def test_kept_sentence_known_answers():
+    from untwine.report.selection import kept, kept_sentence
+
+    rows = [_row("a0", 0, 0.1, 0.5, 0.9), _row("a1", 1, 0.3, 0.7, 0.1),
+            _row("b0", 0, 0.25, 0.4, 0.4, 4.0), _row("b1", 1, 0.2, 0.4, 0.3, 4.0)]  # lasso tie in b
+    assert [r["run"] for r in kept(rows)] == ["a1"]
+    assert [r["run"] for r in kept(rows, "udr_spearman")] == ["a0", "b0"]
+    assert kept_sentence(rows) == ("Kept without labels (the highest UDR lasso among each setting's seeds): "
+                                   "a1 (MIG 0.300, disentangled: yes).")
+    assert kept_sentence(rows[2:]) is None

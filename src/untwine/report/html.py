@@ -464,6 +464,8 @@ def build_report(root: str | Path, figures: bool | None = None,
     learning_check(rep)
     if (udr_sentence := selection.headline(rows)) is not None:
         rep.headline.append(udr_sentence)
+    if "keep" in study.report and (k := selection.kept_sentence(rows, study.report["keep"], study.udr_reference)):
+        rep.headline.insert(0, k)
     rep.shipped, missing = S.resolve([str(n) for n in study.report.get("pretrained", [])])
     rep.notes += missing
     if rep.shipped:

@@ -7,7 +7,7 @@ needs the factors). Input: results rows with ``udr_lasso``/``udr_spearman`` (see
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from . import tables as T
 from .tables import Table, fmt
@@ -119,6 +119,32 @@ def headline(rows: list[dict[str, Any]]) -> str | None:
     return (f"UDR's pick among a setting's seeds (no factors needed) is MIG's pick in {a['udr_lasso']} of {n} "
             f"setting{'s' if n != 1 else ''} (lasso) and {a['udr_spearman']} of {n} (Spearman); a random seed: "
             f"{a['chance']:.2f} of {n} on average.")
+
+
+def kept(rows: list[dict[str, Any]], col: str = "udr_lasso") -> list[dict[str, Any]]:
+    """The row each setting keeps by ``col`` (its highest value among the setting's seeds; none on
+    a tie), study order."""
+    out = []
+    for _, grp in _settings(rows):
+        seed = _pick(grp, col)
+        out += [r for r in grp if seed not in (None, TIE) and r["seed"] == seed]
+    return out
+
+
+def kept_sentence(rows: list[dict[str, Any]], col: str = "udr_lasso", references: Sequence[str] = ()) -> str | None:
+    """One sentence naming the run each setting keeps by ``col`` (no factors used) and, as a check,
+    its MIG; ``None`` when no setting has a pick."""
+    from .shipped import verdict
+
+    picks = kept(rows, col)
+    if not picks:
+        return None
+    label = dict(VARIANTS)[col]
+    pool = f", with the shipped {', '.join(references)} in the pool as a reference" if references else ""
+    runs = "; ".join(
+        f"{r['run']}" + (f" (MIG {fmt(m)}, disentangled: {verdict(m)})" if (m := _num(r.get("mig"))) is not None else "")
+        for r in picks)
+    return f"Kept without labels (the highest {label} among each setting's seeds{pool}): {runs}."
 
 
 def selection_tables(rows: list[dict[str, Any]]) -> list[Table]:

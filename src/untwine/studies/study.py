@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 # Keys each section accepts (the [train] section accepts RunConfig's fields, checked against it).
 STUDY_KEYS = {"name": str, "datasets": list, "seeds": list, "description": str}
-EVAL_KEYS = {"metrics": list, "sizes": dict, "seed": int, "dci_backend": str}
+EVAL_KEYS = {"metrics": list, "sizes": dict, "seed": int, "dci_backend": str, "udr_reference": list}
 MODEL_KEYS = {"name": str, "grid": dict, "train": dict}
 REPORT_KEYS = {
     "title": str,  # page title (default: the study name)
@@ -35,7 +35,9 @@ REPORT_KEYS = {
     "baseline": bool,  # evaluate an untrained encoder per dataset for comparison (default true)
     "figures": bool,  # draw figures (default true)
     "pretrained": list,  # shipped pretrained models shown beside the study's runs (untwine pretrained list)
+    "keep": str,  # "udr_lasso"/"udr_spearman": name the seed this label-free score keeps per setting
 }
+KEEP_SCORES = ("udr_lasso", "udr_spearman")
 # RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
 
@@ -88,6 +90,11 @@ class Study:
     @property
     def eval_seed(self) -> int:
         return int(self.eval.get("seed", 0))
+
+    @property
+    def udr_reference(self) -> list[str]:
+        """Shipped pretrained models added to every setting's UDR pool (``[eval] udr_reference``)."""
+        return list(self.eval.get("udr_reference", []))
 
     @property
     def dci_backend(self) -> str:
@@ -216,6 +223,8 @@ def parse_study(
     rep = _table(raw.get("report", {}), where, "[report]")
     _keys(rep, set(REPORT_KEYS), where, "[report]")
     _types(rep, REPORT_KEYS, where, "report")
+    if "keep" in rep and rep["keep"] not in KEEP_SCORES:
+        raise StudyError(f"{where}: report.keep must be one of {', '.join(map(repr, KEEP_SCORES))}, got {rep['keep']!r}")
 
     models_raw = raw.get("models")
     if not models_raw:
@@ -349,6 +358,15 @@ def _eval_section(ev: dict, where: str) -> dict:
         if ev["dci_backend"] not in ("exact", "sklearn", "fast"):
             raise StudyError(f"{where}: eval.dci_backend must be \"exact\", \"sklearn\" or \"fast\", got {ev['dci_backend']!r}")
         out["dci_backend"] = ev["dci_backend"]
+    if "udr_reference" in ev:
+        from untwine import pretrained
+
+        refs = _list_of(ev["udr_reference"], str, where, "eval.udr_reference")
+        for n in refs:
+            if n not in pretrained.names():
+                raise StudyError(f"{where}: eval.udr_reference: {n!r} is not a shipped pretrained model; "
+                                 f"choose from {', '.join(pretrained.names())} (untwine pretrained list)")
+        out["udr_reference"] = refs
     return out
 
 
