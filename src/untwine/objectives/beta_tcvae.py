@@ -1,4 +1,4 @@
-"""beta-TCVAE (Chen et al. 2018): rec + MI + beta * TC + dimension-wise KL."""
+"""beta-TCVAE (Chen et al. 2018): rec + MI + beta * TC + gamma * dimension-wise KL."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ def readable_with_gradient_of(readable: torch.Tensor, train: torch.Tensor) -> to
 
 @register
 class BetaTCVAE(Objective):
-    """``loss = rec + mi + beta * tc + dwkl`` (nats per image; Chen et al.'s alpha = gamma = 1).
+    """``loss = rec + mi + beta * tc + gamma * dwkl`` (nats per image; Chen et al.'s alpha = 1).
 
-    ``beta`` > 0 (default 6, the middle of disentanglement_lib's sweep 1..10). ``stratified``:
+    ``beta`` > 0 (default 6, the middle of disentanglement_lib's sweep 1..10). ``gamma`` >= 0
+    weights the dimension-wise KL, Chen et al.'s gamma (default 1, as the paper and
+    disentanglement_lib; at 1 the loss and its gradients are those without the weight, bit for bit). ``stratified``:
     0 (default) trains with minibatch weighted sampling, as the paper and disentanglement_lib do;
     1 trains with the stratified estimator. Whatever the choice, the *logged* ``mi``, ``tc`` and
     ``dwkl`` are the stratified estimates (MWS values are offset by about ``(D-1) log N`` nats, see
@@ -36,13 +38,15 @@ class BetaTCVAE(Objective):
     name = "beta-tcvae"
     random_terms = False
     batched_terms = True  # terms_packed below: one set of kernels for K runs
-    params = {"beta": 6.0, "stratified": 0.0}
+    params = {"beta": 6.0, "stratified": 0.0, "gamma": 1.0}
     min_batch_size = 2
 
     def validate(self) -> None:
         super().validate()
         if not self.hparams["beta"] > 0:
             raise ValueError(f"beta-tcvae: beta must be > 0, got {self.hparams['beta']}")
+        if not self.hparams["gamma"] >= 0:
+            raise ValueError(f"beta-tcvae: gamma (the dimension-wise KL's weight) must be >= 0, got {self.hparams['gamma']}")
         if self.hparams["stratified"] not in (0.0, 1.0):
             raise ValueError(
                 f"beta-tcvae: stratified must be 0 (minibatch weighted sampling) or 1 (stratified), "
@@ -56,12 +60,12 @@ class BetaTCVAE(Objective):
         kl = kl_per_dim(mu, logvar).sum()
         stratified = self.hparams["stratified"] == 1.0
         mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=stratified)
-        beta = self.hparams["beta"]
-        loss = rec + mi + beta * tc + dwkl
+        beta, gamma = self.hparams["beta"], self.hparams["gamma"]
+        loss = rec + mi + beta * tc + (dwkl if gamma == 1.0 else gamma * dwkl)
         if not stratified:  # train on MWS's loss, log the stratified one (see the class doc)
             with torch.no_grad():
                 mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=True)
-                readable = rec + mi + beta * tc + dwkl
+                readable = rec + mi + beta * tc + (dwkl if gamma == 1.0 else gamma * dwkl)
             loss = readable_with_gradient_of(readable, loss)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
 
@@ -75,11 +79,11 @@ class BetaTCVAE(Objective):
         kl = kl_per_dim(mu, logvar).sum(-1)
         decompose = functools.partial(kl_decomposition, dataset_size=n)
         mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=stratified))(z, mu, logvar)
-        beta = hparam_vector(objectives, "beta", kl)
-        loss = rec + mi + beta * tc + dwkl
+        beta, gamma = hparam_vector(objectives, "beta", kl), hparam_vector(objectives, "gamma", kl)
+        loss = rec + mi + beta * tc + gamma * dwkl
         if not stratified:  # as terms(): train on MWS's loss, log the stratified one
             with torch.no_grad():
                 mi, tc, dwkl = torch.vmap(functools.partial(decompose, stratified=True))(z, mu, logvar)
-                readable = rec + mi + beta * tc + dwkl
+                readable = rec + mi + beta * tc + gamma * dwkl
             loss = readable_with_gradient_of(readable, loss)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
