@@ -99,6 +99,7 @@ def test_defaults_build_and_loss_backpropagates(name: str) -> None:
         ("factor-vae", {"gamma": float("inf")}, "factor-vae: gamma must be a finite number >= 0, got inf"),
         ("factor-vae", {"d_lr": 0.0}, "factor-vae: d_lr must be > 0, got 0.0"),
         ("beta-tcvae", {"beta": 0.0}, "beta-tcvae: beta must be > 0, got 0.0"),
+        ("beta-tcvae", {"gamma": -1.0}, "beta-tcvae: gamma must be a finite number >= 0, got -1.0"),
         ("beta-tcvae", {"stratified": 0.5},
          "beta-tcvae: stratified must be 0 (minibatch weighted sampling) or 1 (stratified), got 0.5"),
         ("dip-vae-i", {"lambda_od": -1.0}, "dip-vae-i: lambda_od must be a finite number >= 0, got -1.0"),
@@ -241,6 +242,39 @@ def test_beta_tcvae_logged_loss_is_rec_mi_beta_tc_dwkl(stratified: float, beta: 
     torch.testing.assert_close(out["kl"], kl_per_dim(mu, logvar).sum())
     # logged decomposition: always the stratified estimate, comparable with other models' tc
     torch.testing.assert_close(out["tc"], total_correlation(z, mu, logvar, 500))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("stratified", [0.0, 1.0])
+def test_beta_tcvae_gamma_weights_the_dimension_wise_kl(stratified: float, gamma: float) -> None:
+    """Chen et al.'s gamma: the logged loss is rec + mi + beta tc + gamma dwkl, and the gradients
+    of ``terms`` and ``terms_packed`` are those of the training estimator's loss with that weight."""
+    n, beta = 500, 20.0
+    x, mu, logvar, z, logits = batch(b=8, d=3)
+    obj = build("beta-tcvae", dataset_size=n, latents=3, beta=beta, gamma=gamma, stratified=stratified)
+    out = obj.terms(x, mu, logvar, z, logits, 0)
+    torch.testing.assert_close(out["loss"], out["rec"] + out["mi"] + beta * out["tc"] + gamma * out["dwkl"],
+                               rtol=0, atol=1e-4)
+    eps = (z - mu) * torch.exp(-0.5 * logvar)
+    leaves = [t.clone().requires_grad_() for t in (mu, logvar, logits)]
+    grads = []
+    for loss_of in ("terms", "terms_packed", "reference"):
+        m, lv, lg = leaves
+        zz = m + torch.exp(0.5 * lv) * eps
+        if loss_of == "terms":
+            loss = obj.terms(x, m, lv, zz, lg, 0)["loss"]
+        elif loss_of == "terms_packed":
+            loss = type(obj).terms_packed([obj], x[None], m[None], lv[None], zz[None], lg[None], 0)["loss"].sum()
+        else:
+            mi, tc, dwkl = kl_decomposition(zz, m, lv, n, stratified=bool(stratified))
+            loss = bernoulli_rec(lg, x) + mi + beta * tc + gamma * dwkl
+        grads.append(torch.autograd.grad(loss, leaves))
+    for g in grads[:2]:
+        for a, b in zip(g, grads[2]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with_zero = build("beta-tcvae", dataset_size=n, latents=3, beta=beta, gamma=0.0, stratified=stratified)
+    if gamma != 0.0:  # the weight changes what is trained: not a no-op
+        assert not torch.allclose(with_zero.terms(x, mu, logvar, z, logits, 0)["loss"], out["loss"])
 
 
 def _training_loss(z, mu, logvar, x, logits, n: int, beta, stratified: bool) -> torch.Tensor:

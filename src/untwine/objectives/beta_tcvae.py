@@ -45,8 +45,6 @@ class BetaTCVAE(Objective):
         super().validate()
         if not self.hparams["beta"] > 0:
             raise ValueError(f"beta-tcvae: beta must be > 0, got {self.hparams['beta']}")
-        if not self.hparams["gamma"] >= 0:
-            raise ValueError(f"beta-tcvae: gamma (the dimension-wise KL's weight) must be >= 0, got {self.hparams['gamma']}")
         if self.hparams["stratified"] not in (0.0, 1.0):
             raise ValueError(
                 f"beta-tcvae: stratified must be 0 (minibatch weighted sampling) or 1 (stratified), "
