@@ -418,7 +418,11 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
     sentence = kept_sentence(rows, "udr_lasso", ["ref"])
     assert sentence.startswith("Kept without labels (the highest UDR lasso among each setting's seeds, with the "
                                f"shipped ref in the pool as a reference): {best['run']} (MIG ")
-    assert sentence in build_report(out, figures=False).headline
+    rep = build_report(out, figures=False)
+    assert sentence in rep.headline
+    from untwine.report.html import render
+
+    assert "; UDR pool also holds ref</td>" in render(rep)  # the settings table says so
     # bad values name the choices
     with pytest.raises(StudyError, match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
         parse_study(STUDY.replace('seed = 5\n', 'seed = 5\nudr_reference = ["nope"]\n'))

@@ -366,7 +366,8 @@ def render(rep: Report) -> str:
         ("seeds", ", ".join(map(str, s.seeds))),
         ("training", ", ".join(f"{k}={v}" for k, v in s.train.items()) or "defaults"),
         ("evaluation", "metrics: " + (", ".join(s.metrics) if s.metrics else "full suite")
-         + (f"; sizes: {json.dumps(s.sizes)}" if s.sizes else "; reference sample sizes")),
+         + (f"; sizes: {json.dumps(s.sizes)}" if s.sizes else "; reference sample sizes")
+         + (f"; UDR pool also holds {', '.join(s.udr_reference)}" if s.udr_reference else "")),
         ("runs", f"{len(rep.rows)} ({n_fin} finished, {n_fail} failed, "
                  f"{len(rep.rows) - n_fin - n_fail} not finished)"),
     ]
