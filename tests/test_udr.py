@@ -402,7 +402,8 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
                           eval_images=16, device="cpu", seed=7, out=str(tmp_path / "ref")), progress=False).dir
     monkeypatch.setattr(P, "names", lambda: ["ref"])
     monkeypatch.setattr(P, "path", lambda name: ref)
-    text = (STUDY.replace("steps = 4\n", steps).replace("beta = [1, 4]", "beta = [1]").replace('seed = 5\n', 'seed = 5\nudr_reference = ["ref"]\n')
+    text = (STUDY.replace("steps = 4\n", steps).replace("beta = [1, 4]", "beta = [1]")
+            .replace('seed = 5\n', 'seed = 5\nudr_reference = ["ref"]\n')
             .replace("figures = false\n", 'figures = false\nkeep = "udr_lasso"\n'))
     study = parse_study(text)
     assert study.udr_reference == ["ref"] and study.report["keep"] == "udr_lasso"
@@ -424,7 +425,8 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
 
     assert "; UDR pool also holds ref</td>" in render(rep)  # the settings table says so
     # bad values name the choices
-    with pytest.raises(StudyError, match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
+    with pytest.raises(StudyError,
+                       match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
         parse_study(STUDY.replace('seed = 5\n', 'seed = 5\nudr_reference = ["nope"]\n'))
     with pytest.raises(StudyError, match=r"report.keep must be one of 'udr_lasso', 'udr_spearman', got 'mig'"):
         parse_study(STUDY.replace("figures = false\n", 'figures = false\nkeep = "mig"\n'))

@@ -24,8 +24,8 @@ class BetaTCVAE(Objective):
 
     ``beta`` > 0 (default 6, the middle of disentanglement_lib's sweep 1..10). ``gamma`` >= 0
     weights the dimension-wise KL, Chen et al.'s gamma (default 1, as the paper and
-    disentanglement_lib; at 1 the loss and its gradients are those without the weight, bit for bit). ``stratified``:
-    0 (default) trains with minibatch weighted sampling, as the paper and disentanglement_lib do;
+    disentanglement_lib; at 1 the loss and its gradients are those without the weight, bit for bit:
+    multiplying by 1.0 is exact). ``stratified``: 0 (default) trains with minibatch weighted sampling, as the paper and disentanglement_lib do;
     1 trains with the stratified estimator. Whatever the choice, the *logged* ``mi``, ``tc`` and
     ``dwkl`` are the stratified estimates (MWS values are offset by about ``(D-1) log N`` nats, see
     :mod:`.tc`), so ``tc`` means the same for every model, and the logged ``loss`` is
@@ -59,11 +59,11 @@ class BetaTCVAE(Objective):
         stratified = self.hparams["stratified"] == 1.0
         mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=stratified)
         beta, gamma = self.hparams["beta"], self.hparams["gamma"]
-        loss = rec + mi + beta * tc + (dwkl if gamma == 1.0 else gamma * dwkl)
+        loss = rec + mi + beta * tc + gamma * dwkl
         if not stratified:  # train on MWS's loss, log the stratified one (see the class doc)
             with torch.no_grad():
                 mi, tc, dwkl = kl_decomposition(z, mu, logvar, self.dataset_size, stratified=True)
-                readable = rec + mi + beta * tc + (dwkl if gamma == 1.0 else gamma * dwkl)
+                readable = rec + mi + beta * tc + gamma * dwkl
             loss = readable_with_gradient_of(readable, loss)
         return {"loss": loss, "rec": rec, "kl": kl, "mi": mi, "tc": tc, "dwkl": dwkl}
 

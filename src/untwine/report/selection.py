@@ -142,7 +142,7 @@ def kept_sentence(rows: list[dict[str, Any]], col: str = "udr_lasso", references
     label = dict(VARIANTS)[col]
     pool = f", with the shipped {', '.join(references)} in the pool as a reference" if references else ""
     runs = "; ".join(
-        f"{r['run']}" + (f" (MIG {fmt(m)}, disentangled: {verdict(m)})" if (m := _num(r.get("mig"))) is not None else "")
+        r["run"] + ("" if (m := _num(r.get("mig"))) is None else f" (MIG {fmt(m)}, disentangled: {verdict(m)})")
         for r in picks)
     return f"Kept without labels (the highest {label} among each setting's seeds{pool}): {runs}."
 

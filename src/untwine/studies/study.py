@@ -224,7 +224,8 @@ def parse_study(
     _keys(rep, set(REPORT_KEYS), where, "[report]")
     _types(rep, REPORT_KEYS, where, "report")
     if "keep" in rep and rep["keep"] not in KEEP_SCORES:
-        raise StudyError(f"{where}: report.keep must be one of {', '.join(map(repr, KEEP_SCORES))}, got {rep['keep']!r}")
+        raise StudyError(f"{where}: report.keep must be one of {', '.join(map(repr, KEEP_SCORES))}, "
+                         f"got {rep['keep']!r}")
 
     models_raw = raw.get("models")
     if not models_raw:

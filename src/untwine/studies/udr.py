@@ -7,10 +7,10 @@ setting has >= 2 finished seeds, and reused while those seeds' checkpoints are u
 fingerprint: the SHA-256 of each checkpoint's model file, from its manifest). A study's
 ``[eval] udr_reference`` (shipped pretrained models) joins every setting's pool as extra members,
 named ``pretrained:NAME`` in ``udr.json``: a seed's UDR is then also its agreement with a model
-known to disentangle, which lets two seeds (or one) be ranked; the references get no row. :func:`add_udr` is
-called by :func:`untwine.studies.results.collect`, which both ``untwine sweep`` (after its runs)
-and ``untwine report`` go through: a sweep writes UDR into ``results.csv``, and a report of a
-folder without ``udr.json`` files computes them. ``untwine evaluate RUN RUN ... --metrics udr``
+known to disentangle, which lets two seeds (or one) be ranked; the references get no row.
+:func:`add_udr` is called by :func:`untwine.studies.results.collect`, which both ``untwine sweep``
+(after its runs) and ``untwine report`` go through: a sweep writes UDR into ``results.csv``, and a
+report of a folder without ``udr.json`` files computes them. ``untwine evaluate RUN RUN ... --metrics udr``
 writes the same file format (:func:`write_udr`).
 """
 
@@ -58,8 +58,8 @@ def _rel(p: Path, base: Path) -> str:
 def write_udr(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, seed: int = 0,
               num_data_points: int = NUM_DATA_POINTS, labels: Sequence[str | None] | None = None) -> dict[str, Any]:
     """Compute UDR (both variants) of the runs and write it to ``out`` (JSON; run folders relative
-    to ``out``'s folder when inside it, or ``labels[i]`` where given). Returns what was written: ``runs``, ``fingerprints``,
-    ``udr_lasso``, ``udr_spearman`` (M each), ``pairwise_lasso``, ``pairwise_spearman`` (M x M,
+    to ``out``'s folder when inside it, or ``labels[i]`` where given). Returns what was written:
+    ``runs``, ``fingerprints``, ``udr_lasso``, ``udr_spearman`` (M each), ``pairwise_lasso``, ``pairwise_spearman`` (M x M,
     null diagonal), ``kl`` (M x D, nats), ``num_active``, ``dataset``, ``num_data_points``,
     ``seed``, ``kl_threshold``."""
     from ..metrics import udr_runs
@@ -99,8 +99,9 @@ def _references(study: Any) -> list[tuple[str, Path, str | None]]:
 def add_udr(study: Any, root: str | os.PathLike, rows: list[dict[str, Any]], compute: bool = True) -> None:
     """Set ``udr_lasso`` and ``udr_spearman`` of the finished rows of every setting with >= 2
     finished seeds that have a checkpoint (>= 1 with ``[eval] udr_reference``), from
-    ``<setting>/udr.json`` (computed and written when missing or stale, unless ``compute`` is False). A setting whose UDR cannot be computed gets none
-    (a warning says why); UDR never fails a sweep or a report."""
+    ``<setting>/udr.json`` (computed and written when missing or stale, unless ``compute`` is
+    False). A setting whose UDR cannot be computed gets none (a warning says why); UDR never fails a
+    sweep or a report."""
     r = Path(root)
     refs = _references(study)
     settings: dict[str, list[dict[str, Any]]] = {}
