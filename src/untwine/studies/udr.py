@@ -59,8 +59,8 @@ def write_udr(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, see
               num_data_points: int = NUM_DATA_POINTS, labels: Sequence[str | None] | None = None) -> dict[str, Any]:
     """Compute UDR (both variants) of the runs and write it to ``out`` (JSON; run folders relative
     to ``out``'s folder when inside it, or ``labels[i]`` where given). Returns what was written:
-    ``runs``, ``fingerprints``, ``udr_lasso``, ``udr_spearman`` (M each), ``pairwise_lasso``, ``pairwise_spearman`` (M x M,
-    null diagonal), ``kl`` (M x D, nats), ``num_active``, ``dataset``, ``num_data_points``,
+    ``runs``, ``fingerprints``, ``udr_lasso``, ``udr_spearman`` (M each), ``pairwise_lasso``,
+    ``pairwise_spearman`` (M x M, null diagonal), ``kl`` (M x D, nats), ``num_active``, ``dataset``, ``num_data_points``,
     ``seed``, ``kl_threshold``."""
     from ..metrics import udr_runs
     from ..train import load_run
