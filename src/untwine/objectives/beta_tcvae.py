@@ -24,14 +24,15 @@ class BetaTCVAE(Objective):
 
     ``beta`` > 0 (default 6, the middle of disentanglement_lib's sweep 1..10). ``gamma`` >= 0
     weights the dimension-wise KL, Chen et al.'s gamma (default 1, as the paper and
-    disentanglement_lib; at 1 the loss and its gradients are those without the weight, bit for bit:
-    multiplying by 1.0 is exact). ``stratified``: 0 (default) trains with minibatch weighted
-    sampling, as the paper and disentanglement_lib do; 1 trains with the stratified estimator. Whatever the choice, the *logged* ``mi``, ``tc`` and
-    ``dwkl`` are the stratified estimates (MWS values are offset by about ``(D-1) log N`` nats, see
-    :mod:`.tc`), so ``tc`` means the same for every model, and the logged ``loss`` is
-    ``rec + mi + beta * tc + gamma * dwkl`` of those logged terms (for beta = 1: ``rec`` + the one-sample
-    KL estimate). With MWS its gradient is MWS's (:func:`readable_with_gradient_of`): the value
-    of the MWS loss itself carries ``log(N B)`` constants and is not logged.
+    disentanglement_lib; at 1 the loss and its gradients are those without the weight, bit for
+    bit: multiplying by 1.0 is exact). ``stratified``: 0 (default) trains with minibatch weighted
+    sampling, as the paper and disentanglement_lib do; 1 trains with the stratified estimator.
+    Whatever the choice, the *logged* ``mi``, ``tc`` and ``dwkl`` are the stratified estimates (MWS
+    values are offset by about ``(D-1) log N`` nats, see :mod:`.tc`), so ``tc`` means the same for
+    every model, and the logged ``loss`` is ``rec + mi + beta * tc + gamma * dwkl`` of those logged
+    terms (for beta = gamma = 1: ``rec`` + the one-sample KL estimate). With MWS its gradient is
+    MWS's (:func:`readable_with_gradient_of`): the value of the MWS loss itself carries
+    ``log(N B)`` constants and is not logged.
     Also logs ``rec`` and the analytic ``kl``. Needs ``dataset_size`` (N) and batches of >= 2 codes.
     """
 
