@@ -98,6 +98,7 @@ def test_defaults_build_and_loss_backpropagates(name: str) -> None:
         ("factor-vae", {"gamma": -1.0}, "factor-vae: gamma must be a finite number >= 0, got -1.0"),
         ("factor-vae", {"gamma": float("inf")}, "factor-vae: gamma must be a finite number >= 0, got inf"),
         ("factor-vae", {"d_lr": 0.0}, "factor-vae: d_lr must be > 0, got 0.0"),
+        ("factor-vae", {"beta": 0.0}, "factor-vae: beta must be > 0, got 0.0"),
         ("beta-tcvae", {"beta": 0.0}, "beta-tcvae: beta must be > 0, got 0.0"),
         ("beta-tcvae", {"gamma": -1.0}, "beta-tcvae: gamma must be a finite number >= 0, got -1.0"),
         ("beta-tcvae", {"stratified": 0.5},
@@ -394,6 +395,20 @@ def test_vae_loss_gradient_reaches_z_but_not_the_discriminator() -> None:
     assert "d_perm" not in out
     assert all(not torch.equal(a, b) for a, b in zip(before, obj.discriminator.parameters()))
     torch.testing.assert_close(z.grad, z_grad)
+
+
+def test_factor_vae_beta_weights_the_kl_only() -> None:
+    """beta = 1 is Kim & Mnih's loss; beta scales the KL term and nothing else."""
+    torch.manual_seed(0)
+    obj = build("factor-vae", dataset_size=100, latents=2, gamma=5.0)
+    assert obj.hparams["beta"] == 1.0
+    args = batch()
+    base = obj.terms(*args, 0)
+    obj.hparams["beta"] = 4.0
+    out = obj.terms(*args, 0)
+    for k in ("rec", "kl", "tc"):
+        torch.testing.assert_close(out[k], base[k])
+    torch.testing.assert_close(out["loss"] - base["loss"], 3.0 * base["kl"])
 
 
 def _train_discriminator(cov: torch.Tensor, steps: int, seed: int) -> dict[str, float]:
