@@ -48,7 +48,7 @@ def test_export_list_path_load_round_trip(finished_run, models, capsys):
 
     assert pretrained.names() == ["tiny-squares-vae"]
     assert main(["pretrained", "list"]) == 0
-    assert capsys.readouterr().out == f"tiny-squares-vae  {TINY}  beta-vae  4 steps  MIG {mig:.3f}\n"
+    assert capsys.readouterr().out == f"tiny-squares-vae  {TINY}  beta-vae (beta 4)  4 steps  MIG {mig:.3f}\n"
     assert main(["pretrained", "path", "tiny-squares-vae"]) == 0
     assert capsys.readouterr().out == f"{dest}\n"
 
@@ -172,5 +172,8 @@ def test_every_shipped_model_is_complete_and_loads(name):
     info = pretrained.info(name)
     assert info.steps == run.summary["steps"] == run.config.steps and run.summary["status"] == "finished"
     assert isinstance(info.mig, float) and "untwine train" in (d / "COMMAND.txt").read_text()
+    assert info.hparams == {k: v for k, v in run.config.hparams.items() if k != "d_lr"}
+    hp = ", ".join(f"{k} {v:g}" for k, v in info.hparams.items())
+    assert info.line().startswith(f"{name}  {run.config.dataset}  {run.config.model}{f' ({hp})' if hp else ''}  ")
     x = torch.rand(2, run.model.channels, 64, 64)
     assert run.encode(x).shape == (2, run.config.latents)
