@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from untwine.objectives import bernoulli_rec, build, get, kl_per_dim, names
+from untwine.objectives import bernoulli_rec, build, get, hparams_text, kl_per_dim, names
 from untwine.objectives.base import bernoulli_rec_packed
 from untwine.objectives.dip_vae import covariance, dip_penalty
 from untwine.objectives.factor_vae import Discriminator, FactorVAE, permute_dims
@@ -395,6 +395,13 @@ def test_vae_loss_gradient_reaches_z_but_not_the_discriminator() -> None:
     assert "d_perm" not in out
     assert all(not torch.equal(a, b) for a, b in zip(before, obj.discriminator.parameters()))
     torch.testing.assert_close(z.grad, z_grad)
+
+
+def test_hparams_text() -> None:
+    assert hparams_text({"beta": 16.0, "gamma": 10.0, "d_lr": 0.001}) == "beta 16, gamma 10, d_lr 0.001"
+    assert hparams_text({"beta": 20.0, "stratified": 0.0}) == "beta 20"
+    assert hparams_text({"beta": 20.0, "stratified": 1.0}) == "beta 20, stratified 1"
+    assert hparams_text({}) == ""
 
 
 def test_factor_vae_beta_weights_the_kl_only() -> None:

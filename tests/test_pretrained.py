@@ -10,6 +10,7 @@ import torch
 import untwine
 from untwine import pretrained
 from untwine.cli import main
+from untwine.objectives import hparams_text
 from untwine.train import RunConfig, load_run, train
 
 from conftest import TINY
@@ -172,8 +173,8 @@ def test_every_shipped_model_is_complete_and_loads(name):
     info = pretrained.info(name)
     assert info.steps == run.summary["steps"] == run.config.steps and run.summary["status"] == "finished"
     assert isinstance(info.mig, float) and "untwine train" in (d / "COMMAND.txt").read_text()
-    assert info.hparams == {k: v for k, v in run.config.hparams.items() if k != "d_lr"}
-    hp = ", ".join(f"{k} {v:g}" for k, v in info.hparams.items())
+    assert info.hparams == run.config.hparams
+    hp = hparams_text(info.hparams)
     assert info.line().startswith(f"{name}  {run.config.dataset}  {run.config.model}{f' ({hp})' if hp else ''}  ")
     x = torch.rand(2, run.model.channels, 64, 64)
     assert run.encode(x).shape == (2, run.config.latents)

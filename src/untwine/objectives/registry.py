@@ -47,6 +47,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY, key=lambda n: (order.get(_REGISTRY[n].__module__.rsplit(".", 1)[-1], 99), n))
 
 
+def hparams_text(hparams: dict[str, Any]) -> str:
+    """A run's hyperparameters as people write them, e.g. ``"beta 16, gamma 10, d_lr 0.001"``;
+    a switch that is off (``stratified 0``) is left out."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in hparams.items()
+                     if not (k == "stratified" and not v))
+
+
 def build(name: str, *, dataset_size: int, latents: int, **hparams: Any) -> Objective:
     """Instantiate objective ``name`` with ``hparams`` (unknown or invalid ones raise ValueError)."""
     return get(name)(dataset_size=dataset_size, latents=latents, **hparams)

@@ -42,13 +42,15 @@ class ModelInfo:
     model: str
     steps: int | None
     mig: float | None
-    hparams: dict[str, float] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         """``NAME  DATASET  MODEL (HPARAMS)  N steps  MIG m``; HPARAMS as trained (config.json)."""
+        from ..objectives import hparams_text
+
         steps = f"{self.steps} steps" if self.steps is not None else "? steps"
         mig = f"MIG {self.mig:.3f}" if self.mig is not None else "MIG ?"
-        hp = ", ".join(f"{k} {v:g}" for k, v in self.hparams.items())
+        hp = hparams_text(self.hparams)
         model = f"{self.model} ({hp})" if hp else self.model
         return f"{self.name}  {self.dataset}  {model}  {steps}  {mig}"
 
@@ -81,8 +83,8 @@ def _read(p: Path) -> dict[str, Any]:
 
 
 def info(name: str) -> ModelInfo:
-    """Dataset, objective, training steps, MIG (from ``metrics.json``) and the objective's
-    hyperparameters as trained (``d_lr`` and other optimiser settings left out) of shipped model ``name``."""
+    """Dataset, objective, training steps, MIG (from ``metrics.json``) and hyperparameters (as
+    trained, from ``config.json``) of shipped model ``name``."""
     d = path(name)
     cfg, summary, metrics = _read(d / "config.json"), _read(d / "summary.json"), _read(d / "metrics.json")
     mig = metrics.get("mig")
@@ -90,7 +92,7 @@ def info(name: str) -> ModelInfo:
         name, str(cfg.get("dataset", "?")), str(cfg.get("model", "?")),
         int(summary["steps"]) if "steps" in summary else None,
         float(mig) if isinstance(mig, (int, float)) else None,
-        {k: float(v) for k, v in cfg.get("hparams", {}).items() if k != "d_lr" and isinstance(v, (int, float))},
+        dict(cfg.get("hparams") or {}),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..objectives import hparams_text
 from .figures import _read_json
 from .tables import Table, fmt
 
@@ -36,8 +37,7 @@ def how_trained(run_dir: str | Path) -> str:
     e.g. ``"beta-tcvae (beta 6), 100,000 steps x batch 64, lr 0.001, fp32, 1 thread, 2.1 h on cpu"``."""
     d = Path(run_dir)
     cfg, s = _read(d / "config.json"), _read(d / "summary.json")
-    hp = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in (cfg.get("hparams") or {}).items()
-                   if not (k == "stratified" and not v))
+    hp = hparams_text(cfg.get("hparams") or {})
     steps = s.get("steps", cfg.get("steps"))
     parts = [f"{cfg.get('model', '?')}" + (f" ({hp})" if hp else ""),
              f"{steps:,} steps x batch {cfg.get('batch_size', '?')}" if isinstance(steps, int) else "? steps",
