@@ -172,7 +172,8 @@ def test_every_shipped_model_is_complete_and_loads(name):
     run = untwine.pretrained(name)
     info = pretrained.info(name)
     assert info.steps == run.summary["steps"] == run.config.steps and run.summary["status"] == "finished"
-    assert isinstance(info.mig, float) and "untwine train" in (d / "COMMAND.txt").read_text()
+    command = (d / "COMMAND.txt").read_text()
+    assert isinstance(info.mig, float) and ("untwine train" in command or "untwine sweep" in command)
     assert info.hparams == run.config.hparams
     hp = hparams_text(info.hparams)
     assert info.line().startswith(f"{name}  {run.config.dataset}  {run.config.model}{f' ({hp})' if hp else ''}  ")
