@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.untwine-installed
 
-.PHONY: demo test bench gpu-check install clean
+.PHONY: demo test results-check bench gpu-check install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Every generated table in docs/results/*/*.md against the committed data it is made from (seconds;
+# nothing is trained). Fails with a diff; `$(PY) scripts/results_tables.py --write` rewrites them.
+results-check: $(STAMP)
+	$(PY) scripts/results_tables.py --check
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -27,6 +27,7 @@ QUICK: dict[str, list[str]] = {
     "bench_precision.py": ["--quick"],
     "bench_bf16_layers.py": ["--repeats", "2", "--iters", "5"],
     "bench_tensorboard.py": ["--steps", "100", "--eval-every", "50", "--rounds", "1"],
+    "bench_weak.py": ["--batches", "30", "--steps", "10", "--rounds", "1"],
 }
 
 

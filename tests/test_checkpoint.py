@@ -94,8 +94,6 @@ def test_two_times_50_equals_100_steps(straight, tmp_path):
 
 
 def test_factor_vae_resume_restores_discriminator(tmp_path, monkeypatch):
-    if "factor-vae" not in objectives.names():
-        pytest.skip("factor-vae not registered yet")
     kw = dict(model="factor-vae", steps=8, eval_every=4, checkpoint_every=100, log_every=2)
     train(cfg(tmp_path / "a", **kw), progress=False)
     ctrl_c_at(monkeypatch, "factor-vae", 3)

@@ -70,6 +70,29 @@ def test_info_sorts_latents_by_kl_and_labels_them_with_mig_mutual_information(ex
     json.dumps(info)  # the page gets it as JSON
 
 
+def test_info_shows_a_shipped_models_caveat(run_dir, explorer, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    import untwine.explore
+    from untwine import pretrained
+
+    assert explorer.info()["run"]["caveat"] is None  # a run folder of the user's
+    models = tmp_path / "models"
+    shutil.copytree(run_dir, models / "tiny-caveat")  # shipped, as far as untwine.pretrained sees
+    monkeypatch.setattr(pretrained, "MODELS_DIR", models)
+    monkeypatch.setitem(pretrained.CAVEATS, "tiny-caveat", "FactorVAE with KL weight 16, not Kim & Mnih's loss")
+    info = Explorer(pretrained.load("tiny-caveat"), load(TINY), samples=64, seed=0).info()
+    assert info["run"]["caveat"] == "FactorVAE with KL weight 16, not Kim & Mnih's loss"
+    page = (Path(untwine.explore.__file__).parent / "static" / "index.html").read_text()
+    assert '<div id="caveat"></div>' in page and '$("caveat").textContent = r.caveat ? "Note: " + r.caveat' in page
+    pytest.importorskip("uvicorn")
+    from untwine.explore import app
+
+    monkeypatch.setattr(app.Server, "run", lambda self: None)
+    assert main(["explore", "tiny-caveat", "--port", "0", "--no-browser", "--samples", "64"]) == 0
+    assert "\nnote: FactorVAE with KL weight 16, not Kim & Mnih's loss\n" in capsys.readouterr().out
+
+
 def test_pick_by_factors_shows_that_image_and_its_code(explorer):
     r = explorer.pick([5, 2, 1])
     data = explorer.data

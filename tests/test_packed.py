@@ -75,8 +75,6 @@ def test_packed_beta_vae_equals_unpacked(alone, tmp_path, backend):
 
 
 def test_packed_factor_vae_equals_unpacked(tmp_path):
-    if "factor-vae" not in objectives.names():
-        pytest.skip("factor-vae not registered yet")
     hp = [({"gamma": 10.0}, 0), ({"gamma": 40.0}, 5)]
     mk = lambda name, h, s: cfg(tmp_path / f"{name}{s}", model="factor-vae", hparams=h, seed=s, steps=4, eval_every=2)  # noqa: E731
     runs = train_packed([mk("p", h, s) for h, s in hp], progress=False, backend="vmap")

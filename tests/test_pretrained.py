@@ -130,24 +130,26 @@ baseline = false
 """
 
 
-def test_the_report_shows_shipped_models_beside_the_studys(finished_run, models, tmp_path):
+def test_the_report_shows_shipped_models_beside_the_studys(finished_run, models, tmp_path, monkeypatch):
     from untwine.report import build_report
     from untwine.report import shipped as S
     from untwine.studies import parse_study, sweep
 
     pretrained.export(finished_run, "tiny-shipped", "untwine train --steps 4")
+    monkeypatch.setitem(pretrained.CAVEATS, "tiny-shipped", "not what its name says")  # the one registry
     res = sweep(parse_study(SHIPPED_STUDY), tmp_path / "sw", jobs=1, progress=False)
     rep = build_report(res.out, figures=True)
     (table,) = [t for t in rep.tables if t.key == "trained_vs_shipped"]
     assert [row[:2] for row in table.rows] == [[f"{TINY}/vae/seed=0", "this study"],
-                                               ["tiny-shipped", "shipped (untwine pretrained)"]]
+                                               ["tiny-shipped (not what its name says)", "shipped (untwine pretrained)"]]
     mig = json.loads((models / "tiny-shipped" / "metrics.json").read_text())["mig"]
     assert table.rows[1][3] == f"{mig:.3f}" and table.rows[1][4] == ("yes" if mig >= 0.2 else "no")
     threads = json.loads((finished_run / "config.json").read_text())["threads"]
     assert table.rows[1][2].startswith(
         f"beta-vae (beta 4), 4 steps x batch 8, lr 0.0001, fp32, {threads} thread{'s' if threads > 1 else ''}, ")
     assert table.rows[1][2].endswith(" s on cpu")
-    assert any(f.title == f"Latent traversals: {TINY}, shipped model tiny-shipped" for f in rep.figures)
+    (fig,) = [f for f in rep.figures if f.title == f"Latent traversals: {TINY}, shipped model tiny-shipped"]
+    assert fig.caption.startswith("The shipped pretrained model tiny-shipped (not what its name says), trained as: ")
     assert any("'not-there' is not shipped in this version" in n for n in rep.notes)
     assert rep.headline[0] == S.disentangled_sentence(res.rows)
 
@@ -179,3 +181,68 @@ def test_every_shipped_model_is_complete_and_loads(name):
     assert info.line().startswith(f"{name}  {run.config.dataset}  {run.config.model}{f' ({hp})' if hp else ''}  ")
     x = torch.rand(2, run.model.channels, 64, 64)
     assert run.encode(x).shape == (2, run.config.latents)
+
+
+# --------------------------------------------------------------------- names that say what a model is
+FVAE16 = "factor-vae-beta16-dsprites"
+FVAE16_CAVEAT = "FactorVAE with KL weight 16, not Kim & Mnih's loss"
+OLD_NAME_ERROR = (
+    "pretrained model 'factor-vae-dsprites' was renamed 'factor-vae-beta16-dsprites' (FactorVAE with KL "
+    "weight 16, not Kim & Mnih's loss); Kim & Mnih's FactorVAE (KL weight 1) is not shipped: it has not "
+    "reached the seeds' MIG 0.22 here (docs/results/). See `untwine pretrained list`"
+)
+
+
+def test_the_beta16_factor_vae_is_listed_with_its_caveat(capsys):
+    assert FVAE16 in pretrained.names() and "factor-vae-dsprites" not in pretrained.names()
+    run = untwine.pretrained(FVAE16)
+    assert run.config.model == "factor-vae" and run.config.hparams["beta"] == 16  # what the caveat says
+    assert pretrained.info(FVAE16).caveat == pretrained.caveat(FVAE16) == FVAE16_CAVEAT
+    assert pretrained.caveat(pretrained.path(FVAE16)) == FVAE16_CAVEAT  # by folder too (the explorer's way)
+    assert main(["pretrained", "list"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(FVAE16 + "  ")]
+    assert line == (f"{FVAE16}  dsprites  factor-vae (gamma 10, beta 16, d_lr 0.001)  24000 steps  MIG 0.316  "
+                    f"-- {FVAE16_CAVEAT}")
+    for name in set(pretrained.names()) - set(pretrained.CAVEATS):  # the others say nothing more
+        assert pretrained.caveat(name) is None and " -- " not in pretrained.info(name).line()
+
+
+def test_caveat_is_only_a_shipped_models(tmp_path, finished_run, models, monkeypatch):
+    pretrained.export(finished_run, "tiny-shipped", "cmd")
+    monkeypatch.setitem(pretrained.CAVEATS, "tiny-shipped", "not what its name says")
+    assert pretrained.caveat("tiny-shipped") == pretrained.caveat(models / "tiny-shipped") == "not what its name says"
+    assert pretrained.info("tiny-shipped").line().endswith("MIG " + f"{pretrained.info('tiny-shipped').mig:.3f}"
+                                                           "  -- not what its name says")
+    assert pretrained.caveat(finished_run) is None  # a run folder of the user's
+    copy = tmp_path / "tiny-shipped"
+    copy.mkdir()
+    assert pretrained.caveat(copy) is None and pretrained.caveat("nope") is None
+
+
+def test_the_old_name_says_it_was_renamed_and_why(tmp_path, capsys):
+    assert main(["pretrained", "path", "factor-vae-dsprites"]) == 2
+    assert capsys.readouterr().err == f"untwine pretrained: error: {OLD_NAME_ERROR}\n"
+    with pytest.raises(KeyError) as e:
+        untwine.pretrained("factor-vae-dsprites")
+    assert str(e.value) == OLD_NAME_ERROR
+    assert main(["explore", "factor-vae-dsprites", "--no-browser"]) == 2
+    assert capsys.readouterr().err == f"untwine explore: error: {OLD_NAME_ERROR}\n"
+    from untwine.report import shipped as S
+
+    assert S.resolve(["factor-vae-dsprites", FVAE16]) == ([(FVAE16, pretrained.path(FVAE16))], [OLD_NAME_ERROR])
+
+
+def test_a_beta1_model_shipped_under_the_old_name_is_served(finished_run, models):
+    pretrained.export(finished_run, "factor-vae-dsprites", "cmd")  # as if Kim & Mnih's model were shipped
+    assert pretrained.path("factor-vae-dsprites") == models / "factor-vae-dsprites"
+    assert pretrained.caveat("factor-vae-dsprites") is None
+
+
+def test_a_study_naming_the_old_model_says_it_was_renamed():
+    from untwine.studies import parse_study
+    from untwine.studies.study import StudyError
+
+    text = SHIPPED_STUDY.replace("[eval]\n", '[eval]\nudr_reference = ["factor-vae-dsprites"]\n')
+    with pytest.raises(StudyError) as e:
+        parse_study(text)
+    assert str(e.value).endswith(f"eval.udr_reference: {OLD_NAME_ERROR}")

@@ -12,7 +12,7 @@ import pytest
 from test_sweep import toy_data  # tests/ is on sys.path (pytest rootdir)
 from untwine.cli import main as cli_main
 from untwine.data import registry
-from untwine.report.tables import Stat, beta_table, failures_table, gamma_table, suite_table
+from untwine.report.tables import Stat, beta_table, failures_table, gamma_table, suite_table, weak_table
 from untwine.studies import parse_study, sweep
 
 sweep_mod = importlib.import_module("untwine.studies.execute")  # where runs are executed
@@ -101,6 +101,22 @@ def test_tables_known_answers():
     f = failures_table(rows)
     assert f.rows == [["b1", "failed", "train: FloatingPointError: NaN"]]
     assert failures_table(rows[:3]) is None
+
+
+def test_weak_table_pairs_beside_the_same_loss_without_pairs():
+    base = {"dataset": "d", "status": "finished", "error": "", "gamma": None}
+    rows = _rows() + [
+        {"run": "w0", "model": "ada-gvae", "beta": 1.0, "k": 1.0, "seed": 0, **base, "mig": 0.4, "val_rec": 30.0},
+        {"run": "w1", "model": "ada-gvae", "beta": 1.0, "k": 1.0, "seed": 1, **base, "mig": 0.6, "val_rec": 32.0},
+        {"run": "w2", "model": "gvae", "beta": 4.0, "k": 0.0, "seed": 0, **base, "mig": 0.5, "val_rec": 40.0},
+    ]
+    t = weak_table(rows)
+    assert t.columns == ["dataset", "model", "k", "beta", "seeds", "mig", "val_rec", "MIG without pairs (beta-vae)"]
+    assert [[t._text(c) for c in r] for r in t.rows] == [
+        ["d", "ada-gvae", "1", "1", "2", "0.500 ± 0.141", "31.00 ± 1.41", "0.200 ± 0.141"],
+        ["d", "gvae", "0", "4", "1", "0.500", "40.00", "not in study"],
+    ]
+    assert weak_table(_rows()) is None
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_model_train_override_and_study_override():
          r"grid\.beta values must be numbers, got 'big' \(str\)"),
         ('name = "vae"', 'name = "vea"', r"models\[1\]: unknown model 'vea'; choose one of .*beta-vae"),
         ("grid = { beta = [1, 4] }", "grid = { gamma = [1] }",
-         r"models\[0\] \(beta-vae\): unknown hyperparameter 'gamma'; beta-vae takes beta"),
+         r"models\[0\]: beta-vae: unknown hyperparameter\(s\) gamma; it takes beta"),
         ('datasets = ["mpi3d"]', 'datasets = ["mnits"]', r"unknown dataset 'mnits' in study\.datasets"),
         ('datasets = ["mpi3d"]', "datasets = []", r"study\.datasets is empty"),
         ("seeds = [0, 1]", 'seeds = ["a"]', r"study\.seeds must be a list of an integer"),
@@ -119,7 +119,7 @@ def test_invalid_value_caught_when_expanding(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["tiny", "seeds_slides", "paper_mnist", "locatello", "demo", "seeds_slides_cpu",
-                                  "paper_mnist_cpu", "precision_check"])
+                                  "paper_mnist_cpu", "precision_check", "weak"])
 def test_shipped_studies_load(name):
     s = load_study(ROOT / "studies" / f"{name}.toml")
     runs = s.runs("/tmp/x")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from . import hooks
+from ._version import __version__
 
 # `untwine.train` is the training subpackage, itself callable: untwine.train(config) -> Run;
 # so is `untwine.pretrained`: untwine.pretrained(NAME) -> Run of a shipped model.
@@ -18,6 +19,18 @@ _LAZY = {
     "RunConfig": ("untwine.train", "RunConfig"),
     "evaluate": ("untwine.metrics", "evaluate"),
 }
+
+
+def _tensorboard_views(*args: Any) -> dict[str, Any]:
+    """The built-in TensorBoard views (MIG, modularity, traversals: :mod:`untwine.report.tensorboard`),
+    imported when a run first shows them."""
+    from .report.tensorboard import views
+
+    return views(*args)
+
+
+# Hooks put from above (untwine.hooks): every process that imports untwine gets them here.
+hooks.tensorboard_views.append(_tensorboard_views)
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import untwine` stays fast (no torch until needed)

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Sequence
 
-from .. import __version__
+from .._version import __version__
+from ..errors import UserError
 
+__all__ = ["UserError", "build_parser", "main"]
 
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback (exit status 2)."""
+# The line under the traceback of an error that is not a UserError: a bug, not bad input.
+BUG = ("this is a bug in untwine, not a mistake in your input; please report it with the command and "
+       "the traceback above")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,13 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _flush_denormals_in_every_thread()
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"untwine {args.command}: error: {msg}", file=sys.stderr)
+    except UserError as e:  # bad input (untwine.errors): one line, no traceback
+        print(f"untwine {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"untwine {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # anything else is a bug: its traceback, and a line that says so
+        traceback.print_exc()
+        print(f"untwine {args.command}: {BUG}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

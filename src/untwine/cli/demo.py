@@ -1,8 +1,10 @@
-"""`untwine demo`: a small real study on procedural dSprites (offline, about 13 minutes on 2 CPU
-cores, one run per core): two seeds of beta-TCVAE are trained, evaluated and compared with an
-untrained encoder and with the shipped pretrained models; one seed is kept without labels (UDR, with
-the shipped beta-TCVAE as a reference) and an HTML report is written; the last lines name the kept
-run and say whether the demo's models disentangled (MIG >= 0.2)."""
+"""`untwine demo`: a small real study on procedural dSprites (offline, 2 CPU cores, one run per
+core; measured at 9 min 50 s in bf16 on a Xeon with AMX, and 16 min 42 s with fp32 forced on that
+CPU, the path CPUs without AMX take: docs/results/demo_recipe/demo_time.csv): two seeds of
+beta-TCVAE are trained, evaluated and compared with an untrained encoder and with the shipped
+pretrained models; one seed is kept without labels (UDR, with the shipped beta-TCVAE as a
+reference) and an HTML report is written; the last lines name the kept run and say whether the
+demo's models disentangled (MIG >= 0.2)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def demo_study_text() -> str:
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train, evaluate and report a small study on procedural dSprites (~13 min on 2 CPU cores)",
+        help="train, evaluate and report a small study on procedural dSprites (2 CPU cores: "
+        "9 min 50 s in bf16 on an AMX Xeon, 16 min 42 s with fp32 forced)",
         description="Runs studies/demo.toml (two seeds of beta-TCVAE on procedural dSprites), "
         "evaluates the models and an untrained encoder, keeps one seed without labels (the higher UDR, "
         "with the shipped beta-TCVAE as a reference), and writes OUT/report.html with the shipped "

@@ -18,8 +18,8 @@ def _parse_sizes(text: str | None) -> dict[str, Any]:
         if not sep or not val.strip().isdigit():
             raise UserError(f"--sizes expects KEY=INT[,KEY=INT...], got {item!r}")
         metric, dot, param = key.strip().rpartition(".")
-        if dot:
-            out.setdefault(metric.replace("-", "_"), {})[param] = int(val)
+        if dot:  # metric names are normalised by resolve_sizes
+            out.setdefault(metric, {})[param] = int(val)
         else:
             out[param] = int(val)
     return out
@@ -30,10 +30,15 @@ def run(args: argparse.Namespace) -> int:
     for d in dirs:
         if not d.is_dir():
             raise UserError(f"run folder {d} does not exist; pass the folder `untwine train` wrote")
-    names = None if args.metrics is None else [m.strip().lower().replace("-", "_") for m in args.metrics.split(",")
-                                               if m.strip()]
+    from ..metrics import registry
+
+    if args.dci_backend not in registry.BACKENDS:
+        raise UserError(f"--dci-backend must be one of {', '.join(registry.BACKENDS)}, got {args.dci_backend!r}")
+    names = None if args.metrics is None else [registry.normalise(m) for m in args.metrics.split(",") if m.strip()]
     udr = names is not None and "udr" in names
     suite = None if names is None else [m for m in names if m != "udr"]
+    if suite:
+        suite = registry.parse_names(suite)  # unknown names fail here, before any run is loaded
     only_udr = udr and not suite
     if udr and len(dirs) < 2:
         raise UserError("udr compares runs with each other: pass >= 2 run folders (e.g. the seeds of one setting), "
@@ -42,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--output names one file: with several runs each run's scores go to RUN_DIR/metrics.json "
                         "(leave --output out), or pass --metrics udr alone to name the UDR file")
     for d in [] if only_udr else dirs:
-        _evaluate_run(args, d, args.metrics if suite is None or not udr else suite)
+        _evaluate_run(args, d, suite)
     if udr:
         _udr(args, dirs)
     return 0
@@ -112,32 +117,54 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path, metrics: Any) -> None
     print(f"wrote {out}")
 
 
+def _help_from_registry(p: argparse.ArgumentParser, metrics: argparse.Action, backend: argparse.Action) -> None:
+    """Write the description, ``--metrics`` and ``--dci-backend`` help from the metric registry
+    when the help is shown (importing the metrics takes seconds that every other command would pay
+    if the parser were built with them)."""
+    format_help = p.format_help
+
+    def fill() -> str:
+        from ..metrics import registry
+
+        def listed(opt_in: bool) -> str:
+            return ", ".join(f"{n} ({registry.get(n).cost})" for n in registry.names(opt_in=opt_in))
+
+        p.description = (
+            "Score a trained run with the disentanglement metrics (disentanglement_lib 1.5 protocol and "
+            "sample sizes) and write RUN_DIR/metrics.json. The default suite, ~30 s at standard sizes on "
+            f"2 CPU cores plus encoding: {listed(False)}. Opt-in, each fitting many classifiers (name them "
+            f"in --metrics): {listed(True)}."
+        )
+        metrics.help = (
+            f"comma list; default: {','.join(registry.names(opt_in=False))}; opt-in (slow: classifier fits, "
+            f"minutes each): {','.join(registry.names(opt_in=True))}; across >= 2 runs: udr; - or _ alike, "
+            "and a result key names its metric (beta_vae_score: beta_vae)"
+        )
+        backend.metavar = "{" + ",".join(registry.BACKENDS) + "}"
+        return format_help()
+
+    p.format_help = fill  # type: ignore[method-assign]
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a run with the disentanglement metrics",
-        description="Compute MIG, SAP, modularity/explicitness, DCI, beta-VAE, FactorVAE, Gaussian TC, "
-        "IRS and the unsupervised scores (the default suite, ~30 s at standard sizes on 2 CPU cores "
-        "plus encoding) for a trained run (disentanglement_lib 1.5 protocol and sample sizes) and "
-        "write RUN_DIR/metrics.json. Not in the default suite because each fits many classifiers "
-        "(minutes at standard sizes on 2 CPU cores; name them in --metrics): downstream (logistic "
-        "regression and boosted trees on 10..10,000 points, ~3 min), reduced_downstream (boosted trees "
-        "after removing each factor's most important dimension, ~5-9 min), fairness (boosted trees "
-        "predicting each factor under interventions on each other factor, ~1 min).",
+        description="Score a trained run with the disentanglement metrics and write RUN_DIR/metrics.json.",
     )
     p.add_argument("run_dir", nargs="+", help="run folder(s) written by `untwine train`; several: each is "
                    "evaluated, and with --metrics udr compared (UDR, Duan et al. 2020: e.g. the seeds of one "
                    "setting; both variants -> udr.json in their common folder, a table of UDR, active latents and MIG)")
-    p.add_argument("--metrics", default=None, help="comma list; default: mig,sap,modularity,dci,beta_vae,factor_vae,gaussian_tc,irs,unsupervised; "
-                   "opt-in (slow: classifier fits, minutes each): downstream,reduced_downstream,fairness; across >= 2 runs: udr")
+    metrics = p.add_argument("--metrics", default=None, help="comma list (default: the default suite)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000 "
                    "(downstream tasks: training sizes 10, 100, ... up to num_train; fairness.num_test_points_per_class)")
-    p.add_argument("--dci-backend", choices=("exact", "sklearn", "fast"), default="exact",
-                   help="exact (default): untwine's re-implementation of the reference GradientBoostingClassifier "
-                   "(same numbers up to tie-breaking, ~15x faster); sklearn: the reference estimator itself "
-                   "(minutes); fast: histogram boosting, approximate. Also the boosted trees of downstream, "
-                   "reduced_downstream and fairness")
+    backend = p.add_argument(
+        "--dci-backend", default="exact",
+        help="exact (default): untwine's re-implementation of the reference GradientBoostingClassifier "
+        "(same numbers up to tie-breaking, ~15x faster); sklearn: the reference estimator itself "
+        "(minutes); fast: histogram boosting, approximate. Also the boosted trees of downstream, "
+        "reduced_downstream and fairness")
     p.add_argument("--code-table", choices=("auto", "on", "off"), default="auto",
                    help="encode every image once and look codes up (same scores; auto: when the metrics "
                    "would draw more observations than the dataset has, e.g. dSprites at standard sizes)")
@@ -145,4 +172,5 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None, help="where to write the JSON (default RUN_DIR/metrics.json; "
                    "with --metrics udr alone: the UDR JSON, default udr.json in the runs' common folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _help_from_registry(p, metrics, backend)
     p.set_defaults(func=run)

@@ -17,8 +17,8 @@ def resolve(target: str) -> Path:
     p = Path(target).expanduser()
     if p.is_dir():
         return p
-    if target in pretrained.names():
-        return pretrained.path(target)
+    if target in pretrained.names() or target in pretrained.RENAMED:
+        return pretrained.path(target)  # a renamed model: the error says what it became
     known = ", ".join(pretrained.names()) or "none shipped"
     raise UserError(f"{target!r} is neither a run folder nor a pretrained model (pretrained: {known})")
 
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     import torch
 
+    from .. import pretrained
     from ..data import load
     from ..explore import Explorer
     from ..train import load_run
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"encoding {args.samples} {cfg.dataset} images for the latent x factor mutual information...", flush=True)
     server = Server(Explorer(r, data, samples=args.samples, seed=args.seed), sock=sock, host=args.host)
     print(f"untwine explore: serving {r.dir} on {server.url} (Ctrl-C to stop)", flush=True)
+    if caveat := pretrained.caveat(r.dir):
+        print(f"note: {caveat}", flush=True)
     if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
         print(f"warning: --host {args.host}: anyone who can reach {server.url} can use the explorer "
               "(there is no login); it answers requests addressed to that name only", flush=True)

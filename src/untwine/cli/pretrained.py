@@ -38,7 +38,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Models shipped in the package; each is a run folder that `untwine evaluate` "
                        "and `untwine explore` accept.")
     ps = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    ps.add_parser("list", help="one line per model: name, dataset, model, steps, MIG").set_defaults(func=_list)
+    ps.add_parser("list", help="one line per model: name, dataset, model, steps, MIG, caveat").set_defaults(func=_list)
     q = ps.add_parser("path", help="print a model's run folder, e.g. untwine evaluate \"$(untwine pretrained path NAME)\"")
     q.add_argument("name")
     q.set_defaults(func=_path)

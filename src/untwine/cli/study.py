@@ -6,8 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+from ..errors import UserError
+
 
 def add(sub: argparse._SubParsersAction) -> None:
+    from ..train.packed import SHARED  # what the runs of a pack share (the --pack help names it all)
+
     p = sub.add_parser(
         "sweep",
         help="run every run of a study file (train + evaluate), then write results.csv",
@@ -30,8 +34,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="runs in parallel (default: as many as the CPU cores hold at each run's threads, one per core for the default 1 thread per run; 1 with a GPU)")
     p.add_argument("--pack", type=int, default=1, metavar="K",
                    help="train up to K runs together as one batched model (default 1: one at a "
-                   "time); only runs that share dataset, arch, latents, steps, batch size, lr, Adam "
-                   "betas and device are packed together, others go in separate packs. Same results "
+                   f"time); only runs with the same {', '.join(SHARED)} (precision as it resolves) and "
+                   "whether the objective trains on pairs are packed together (seeds, models and "
+                   "hyperparameters may differ), others go in separate packs. Same results "
                    "up to float rounding; meant for GPUs (on a CPU a pack trains at ~0.77x the "
                    "throughput of one run at a time)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -61,7 +66,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise ValueError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.steps=50")
+            raise UserError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.steps=50")
         try:
             parsed = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -73,13 +78,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 def run_sweep(args: argparse.Namespace) -> int:
     from ..studies import load_study, sweep
 
-    if args.pack < 1:
-        raise ValueError(f"--pack must be >= 1, got {args.pack}")
     study = load_study(args.study, overrides=parse_overrides(args.overrides))
     opts = {"address": args.address, "num_cpus": args.num_cpus, "num_gpus": args.num_gpus}
     options = {k: v for k, v in opts.items() if v is not None}
     if options and args.backend != "ray":
-        raise ValueError(f"--{next(iter(options)).replace('_', '-')} needs --backend ray")
+        raise UserError(f"--{next(iter(options)).replace('_', '-')} needs --backend ray")
     res = sweep(study, args.out, backend=args.backend, jobs=args.jobs, progress=not args.quiet,
                 backend_options=options, pack=args.pack)
     n_failed = res.count("failed")

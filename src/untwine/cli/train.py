@@ -13,13 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from . import UserError
-
 _SKIP = {"hparams"}
 _HELP = {
     "dataset": "dataset name (untwine data list)",
     "source": "dataset source, e.g. official or procedural (default: official if present)",
-    "model": "objective name",
     "out": "run folder (default runs/<model>-<dataset>-seed<seed>)",
     "device": "cpu, cuda or auto",
     "arch": "conv64 or mlp",
@@ -84,12 +81,17 @@ def add(sub: argparse._SubParsersAction) -> None:
                            help=_HELP.get(f.name, f.name.replace("_", " ")) + f" (default {'on' if d else 'off'})")
             continue
         typ = float if isinstance(d, float) else int if isinstance(d, int) else str
+        text = _HELP.get(f.name, f.name.replace("_", " "))
+        if f.name == "model":  # the registered objectives, listed where users look
+            from .. import objectives
+
+            text = f"objective: {', '.join(objectives.names())}"
         if f.name in ("eval_every", "checkpoint_every"):
             typ = int
         p.add_argument(
             _flag(f.name), dest=f.name, type=typ, default=None,
             metavar=f.name.upper(),
-            help=_HELP.get(f.name, f.name.replace("_", " ")) + ("" if d is None else f" (default {d})"),
+            help=text + ("" if d is None else f" (default {d})"),
         )
     hp = p.add_argument_group("hyperparameters (each applies to the models listed)")
     for name, models in _hparam_names().items():
@@ -122,17 +124,12 @@ def build_config(args: argparse.Namespace) -> Any:
     if hp_flags:
         from .. import objectives
 
-        cls = objectives.get(cfg.model)
-        wrong = [k for k in hp_flags if k not in cls.params]
-        if wrong:
-            raise UserError(
-                f"{', '.join(_flag(k) for k in wrong)}: not a hyperparameter of {cls.name} "
-                f"(it takes {', '.join(_flag(k) for k in cls.params) or 'none'})"
-            )
-        # a model change drops the base's hyperparameters of the old model
-        kept = {k: v for k, v in cfg.hparams.items() if k in cls.params}
+        # a model change drops the base's hyperparameters of the old model; a flag the model does
+        # not take is reported by validate() (Objective.check_hparams, the one check)
+        params = objectives.get(cfg.model).params
+        kept = {k: v for k, v in cfg.hparams.items() if k in params}
         cfg = dataclasses.replace(cfg, hparams={**kept, **hp_flags})
-    cfg.validate()
+    cfg.validate()  # resolves once: train() reuses this resolution (RunConfig.resolved)
     return cfg
 
 
@@ -143,9 +140,13 @@ def run(args: argparse.Namespace) -> int:
     result = train(cfg, progress=not args.no_progress, resume=args.resume)
     s = result.summary
     val = s.get("val", {})
+    session = s.get("session") or {}
+    resumed = (f" [last session: steps {session['first_step']}-{session['first_step'] + session['steps']} in "
+               f"{session['wall_time_s']:.1f} s, {session['images_per_s']:.0f} images/s]"
+               if session.get("first_step") else "")
     print(
         f"{s.get('status', 'finished')}: {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s "
-        f"({s.get('images_per_s', 0):.0f} images/s); val rec {val.get('rec', float('nan')):.2f}, "
+        f"({s.get('images_per_s', 0):.0f} images/s){resumed}; val rec {val.get('rec', float('nan')):.2f}, "
         f"kl {val.get('kl', float('nan')):.2f} nats/image; run folder {result.dir}"
     )
     return 0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import MissingFileError, UserError
 from .cache import build_lock, building, load_npy, open_npy
 from .registry import cache_dir, data_root
 
@@ -40,7 +41,7 @@ def find(filenames: Sequence[str], root: Path | None, subdir: str) -> Path | Non
 def missing(what: str, filenames: Sequence[str], root: Path | None, subdir: str, fix: str) -> FileNotFoundError:
     """A ``FileNotFoundError`` naming every path looked at and the command that fixes it."""
     looked = ", ".join(str(p) for p in candidates(filenames, root, subdir))
-    return FileNotFoundError(f"{what}: file not found; looked at {looked}. Fix: {fix}")
+    return MissingFileError(f"{what}: file not found; looked at {looked}. Fix: {fix}")
 
 
 def md5sum(path: Path, chunk: int = 1 << 22) -> str:
@@ -70,7 +71,7 @@ def fetch(url: str, dest: Path, md5: str | None, how_by_hand: str) -> Path:
             if md5 is not None:
                 got = md5sum(tmp)
                 if got != md5:
-                    raise ValueError(
+                    raise UserError(
                         f"download of {url} has MD5 {got}, expected {md5}; the file was deleted. "
                         f"Retry, or {how_by_hand}"
                     )
@@ -152,9 +153,9 @@ def reading(path: Path, fix: str) -> Iterator[None]:
     except ValueError as e:
         if str(path) in str(e) or type(e).__name__ == "DiskFullError":
             raise
-        raise ValueError(f"{path}: damaged or not the expected format ({e}). {fix}") from e
+        raise UserError(f"{path}: damaged or not the expected format ({e}). {fix}") from e
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError, IndexError,
             RuntimeError, TypeError) as e:
         if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise ValueError(f"{path}: damaged or not the expected format ({type(e).__name__}: {e}). {fix}") from e
+        raise UserError(f"{path}: damaged or not the expected format ({type(e).__name__}: {e}). {fix}") from e

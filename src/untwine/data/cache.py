@@ -7,13 +7,14 @@ cache under the final name. ``.npy`` caches are memory-mapped on load.
 
 from __future__ import annotations
 
-import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ..errors import DiskFullError, UserError, is_disk_full
 
 
 def partial_path(path: Path) -> Path:
@@ -46,7 +47,7 @@ def building(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; move it into place on success.
 
     On any exception (Ctrl-C included) the partial file is removed and the error propagates; a full
-    disk becomes :class:`~untwine.train.files.DiskFullError` saying so.
+    disk becomes :class:`~untwine.errors.DiskFullError` saying so.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -59,9 +60,7 @@ def building(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException as e:
         if tmp.exists():
             tmp.unlink()
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            from ..train.files import DiskFullError
-
+        if is_disk_full(e):
             kept = f"the previous {final.name} is intact" if final.exists() else "nothing was written"
             raise DiskFullError(
                 f"no space left on the device while writing the cache {final}; {kept}. Free some disk "
@@ -85,11 +84,11 @@ def load_npy(
     except (OSError, ValueError, EOFError) as e:  # truncated or overwritten
         if isinstance(e, FileNotFoundError):
             raise
-        raise ValueError(f"cache {path} is damaged ({e}); delete it and it will be rebuilt") from None
+        raise UserError(f"cache {path} is damaged ({e}); delete it and it will be rebuilt") from None
     if (shape is not None and tuple(arr.shape) != tuple(shape)) or (
         dtype is not None and arr.dtype != np.dtype(dtype)
     ):
-        raise ValueError(
+        raise UserError(
             f"cache {path} has shape {arr.shape} / {arr.dtype}, expected {shape} / {dtype}; "
             f"delete it and it will be rebuilt"
         )

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import MissingFileError, UserError
 from . import _files
 from .protocol import GroundTruthData
 
@@ -93,32 +94,32 @@ def from_folder(
     root = Path(folder).expanduser()
     csv_path = Path(labels_csv).expanduser() if labels_csv is not None else root / "labels.csv"
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise MissingFileError(f"image folder {root} does not exist")
     if not csv_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"labels file {csv_path} does not exist; write a CSV with a header file,<factor>,... "
             "and one row per image"
         )
     with _files.reading(csv_path, "Write it as UTF-8 CSV text"), open(csv_path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     if not rows or len(rows[0]) < 2 or rows[0][0].strip().lower() != "file":
-        raise ValueError(f"{csv_path}: the header must be file,<factor1>,...; got {rows[0] if rows else 'nothing'}")
+        raise UserError(f"{csv_path}: the header must be file,<factor1>,...; got {rows[0] if rows else 'nothing'}")
     factor_names = [c.strip() for c in rows[0][1:]]
     if len(rows) < 2:
-        raise ValueError(f"{csv_path}: no image rows after the header")
+        raise UserError(f"{csv_path}: no image rows after the header")
     files, labels = [], []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(rows[0]):
-            raise ValueError(f"{csv_path}, line {line}: {len(row)} columns, the header has {len(rows[0])}")
+            raise UserError(f"{csv_path}, line {line}: {len(row)} columns, the header has {len(rows[0])}")
         try:
             values = [int(c) for c in row[1:]]
         except ValueError:
-            raise ValueError(f"{csv_path}, line {line}: labels must be integers, got {row[1:]}") from None
+            raise UserError(f"{csv_path}, line {line}: labels must be integers, got {row[1:]}") from None
         if min(values) < 0:
-            raise ValueError(f"{csv_path}, line {line}: labels must be non-negative, got {values}")
+            raise UserError(f"{csv_path}, line {line}: labels must be non-negative, got {values}")
         path = root / row[0].strip()
         if not path.is_file():
-            raise FileNotFoundError(f"{csv_path}, line {line}: image {path} does not exist")
+            raise MissingFileError(f"{csv_path}, line {line}: image {path} does not exist")
         files.append(path)
         labels.append(values)
     pics = []
@@ -128,7 +129,7 @@ def from_folder(
                 im.load()
                 pics.append(im.copy())
         except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for damaged files
-            raise ValueError(f"{path}: not an image Pillow can read ({type(e).__name__}: {e})") from e
+            raise UserError(f"{path}: not an image Pillow can read ({type(e).__name__}: {e})") from e
     grey = all(p.mode in ("1", "L", "LA") for p in pics)
     mode = "L" if grey else "RGB"
     arr = np.stack(

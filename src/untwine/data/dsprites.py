@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from . import _files
 from .cache import partial_path
 from .protocol import GroundTruthData
@@ -215,7 +216,7 @@ def build_procedural(sizes: Sequence[int] = FACTOR_SIZES, *, force: bool = False
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) != 5 or any(not 1 <= s <= m for s, m in zip(sizes, FACTOR_SIZES)):
-        raise ValueError(f"dsprites: sizes must be 5 ints with 1 <= size <= {list(FACTOR_SIZES)}, got {list(sizes)}")
+        raise UserError(f"dsprites: sizes must be 5 ints with 1 <= size <= {list(FACTOR_SIZES)}, got {list(sizes)}")
     return sizes
 
 
@@ -272,7 +273,7 @@ def verify_md5(path: Path, md5: str = OFFICIAL_MD5) -> None:
         return
     got = _files.md5sum(path)
     if got != md5:
-        raise ValueError(
+        raise UserError(
             f"{path}: MD5 {got} does not match the official dSprites file ({md5}); the file is "
             f"damaged or not dSprites. Delete it and {_FIX}"
         )
@@ -300,25 +301,25 @@ def read_official(path: Path, *, n: int = N_IMAGES, md5: str | None = OFFICIAL_M
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise ValueError("not an .npz archive")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e}). Delete it and {_FIX}") from e
+        raise UserError(f"{path}: not a readable .npz file ({e}). Delete it and {_FIX}") from e
     with z, _files.reading(path, f"Delete it and {_FIX}"):
         missing = [k for k in OFFICIAL_KEYS if k not in z.files]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{path}: missing key(s) {', '.join(missing)}; a dSprites file has keys "
                 f"{', '.join(OFFICIAL_KEYS)} (found {', '.join(z.files) or 'none'})"
             )
         imgs = z["imgs"]
         classes = z["latents_classes"]
     if imgs.shape != (n, 64, 64) or imgs.dtype != np.uint8:
-        raise ValueError(f"{path}: imgs has shape {imgs.shape} {imgs.dtype}, expected ({n}, 64, 64) uint8")
+        raise UserError(f"{path}: imgs has shape {imgs.shape} {imgs.dtype}, expected ({n}, 64, 64) uint8")
     if classes.shape != (n, 6):
-        raise ValueError(f"{path}: latents_classes has shape {classes.shape}, expected ({n}, 6)")
+        raise UserError(f"{path}: latents_classes has shape {classes.shape}, expected ({n}, 6)")
     sizes = FACTOR_SIZES if n == N_IMAGES else None
     if sizes is not None and not np.array_equal(classes[:, 1:], _files.grid_factors(sizes).numpy()):
-        raise ValueError(f"{path}: latents_classes are not in the official grid order (posY fastest)")
+        raise UserError(f"{path}: latents_classes are not in the official grid order (posY fastest)")
     if imgs.max(initial=0) > 1:
-        raise ValueError(f"{path}: imgs has values above 1; the official file is binary 0/1")
+        raise UserError(f"{path}: imgs has values above 1; the official file is binary 0/1")
     return imgs
 
 
@@ -365,7 +366,7 @@ def load_dsprites(source: str | None = None, root: str | Path | None = None) -> 
         "procedural": lambda: load_procedural(),
     }
     if source not in loaders:
-        raise ValueError(f"dsprites: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise UserError(f"dsprites: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     return loaders[source]()
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import MissingFileError, UserError
 from . import _files
 from .protocol import GroundTruthData
 from .registry import DatasetSpec, register
@@ -55,21 +56,21 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path}: cannot read ({e}); the file is damaged, download it again") from e
+        raise UserError(f"{path}: cannot read ({e}); the file is damaged, download it again") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(
+        raise UserError(
             f"{path}: bad IDX magic number {raw[:4].hex() or '(empty)'}; expected 0000 08 xx "
             "(unsigned bytes). Not an MNIST IDX file, or a damaged one: download it again"
         )
     nd = raw[3]
     if ndim is not None and nd != ndim:
-        raise ValueError(f"{path}: IDX file has {nd} dimensions, expected {ndim}")
+        raise UserError(f"{path}: IDX file has {nd} dimensions, expected {ndim}")
     if len(raw) < 4 + 4 * nd:
-        raise ValueError(f"{path}: IDX header cut short ({len(raw)} bytes); the file is truncated, download it again")
+        raise UserError(f"{path}: IDX header cut short ({len(raw)} bytes); the file is truncated, download it again")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=nd, offset=4))
     body = 4 + 4 * nd
     if len(raw) - body != int(np.prod(shape)):
-        raise ValueError(
+        raise UserError(
             f"{path}: IDX header says {shape} ({int(np.prod(shape))} bytes) but {len(raw) - body} "
             "bytes follow; the file is truncated, download it again"
         )
@@ -92,26 +93,26 @@ def _find_idx(stem: str, root: Path | None) -> Path | None:
 def read_official(root: str | Path | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """``(images n x 28 x 28 uint8, labels n int64)`` from the official IDX files."""
     if split not in SPLITS:
-        raise ValueError(f"mnist: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise UserError(f"mnist: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     rootp = Path(root).expanduser() if root is not None else None
     paths = []
     for stem in _idx_names(split):
         p = _find_idx(stem, rootp)
         if p is None:
             base = _files.data_root(rootp)
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"mnist: {stem}[.gz] not found; looked in {base / 'MNIST' / 'raw'}, {base}, "
                 f"{base / 'mnist'}. Fix: {_FIX}"
             )
         paths.append(p)
     images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
     if len(images) != len(labels) or images.shape[1:] != (28, 28):
-        raise ValueError(
+        raise UserError(
             f"mnist: {paths[0]} holds {images.shape} images but {paths[1]} {labels.shape} labels; "
             "expected n x 28 x 28 and n"
         )
     if labels.max(initial=0) > 9:
-        raise ValueError(f"mnist: {paths[1]} has labels above 9; not MNIST labels")
+        raise UserError(f"mnist: {paths[1]} has labels above 9; not MNIST labels")
     return images, labels.astype(np.int64)
 
 
@@ -185,9 +186,9 @@ def load_mnist(
     elif source == "uci-digits":
         x, y = read_uci_digits()
     else:
-        raise ValueError(f"mnist: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise UserError(f"mnist: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     if size < 1:
-        raise ValueError(f"mnist: size must be positive, got {size}")
+        raise UserError(f"mnist: size must be positive, got {size}")
     data = GroundTruthData(
         "mnist", FACTOR_NAMES, FACTOR_SIZES, resize(x, size), torch.from_numpy(y)[:, None], source=source
     )

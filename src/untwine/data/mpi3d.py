@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from . import _files
 from .cache import load_npy
 from .protocol import GroundTruthData
@@ -61,7 +62,7 @@ def factor_sizes_for(n: int, path: Path | str = "") -> tuple[int, ...]:
     for sizes in (FACTOR_SIZES, COMPLEX_FACTOR_SIZES):
         if n == math.prod(sizes):
             return sizes
-    raise ValueError(
+    raise UserError(
         f"{path}: MPI3D file has {n} images; expected {math.prod(FACTOR_SIZES)} (toy, realistic, "
         f"real: factors {list(FACTOR_SIZES)}) or {math.prod(COMPLEX_FACTOR_SIZES)} (complex: "
         f"{list(COMPLEX_FACTOR_SIZES)}). The file is truncated or not MPI3D; download it again"
@@ -81,20 +82,20 @@ class _NpyStream:
         members = [n[:-4] for n in self.zf.namelist() if n.endswith(".npy")]
         if key not in members:
             self.zf.close()
-            raise ValueError(f"{path}: no array {key!r} in this .npz (it holds {members}); not an MPI3D file")
+            raise UserError(f"{path}: no array {key!r} in this .npz (it holds {members}); not an MPI3D file")
         self.f = self.zf.open(key + ".npy")
         version = np.lib.format.read_magic(self.f)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         self.shape, fortran, self.dtype = reader(self.f)
         if fortran:
-            raise ValueError(f"{path}: {key!r} is stored in Fortran order; expected C order as in the official file")
+            raise UserError(f"{path}: {key!r} is stored in Fortran order; expected C order as in the official file")
 
     def read(self, rows: int) -> np.ndarray:
         row_shape = self.shape[1:]
         nbytes = rows * int(np.prod(row_shape)) * self.dtype.itemsize
         buf = self.f.read(nbytes)
         if len(buf) != nbytes:
-            raise ValueError("unexpected end of data in the .npz member; the file is truncated")
+            raise UserError("unexpected end of data in the .npz member; the file is truncated")
         return np.frombuffer(buf, dtype=self.dtype).reshape((rows, *row_shape))
 
     def close(self) -> None:
@@ -125,7 +126,7 @@ def load_official(
         force: rebuild the cache even if it exists.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"mpi3d: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        raise UserError(f"mpi3d: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     rootp = Path(root).expanduser() if root is not None else None
     cache = cache_file(variant)
     src = _files.find(FILES[variant], rootp, "mpi3d")
@@ -134,14 +135,14 @@ def load_official(
     if src is None:
         arr = load_npy(cache)
         if arr.dtype != np.uint8 or arr.shape[1:] != (3, 64, 64):
-            raise ValueError(f"cache {cache} has shape {arr.shape} / {arr.dtype}; delete it and it will be rebuilt")
+            raise UserError(f"cache {cache} has shape {arr.shape} / {arr.dtype}; delete it and it will be rebuilt")
         n = arr.shape[0]
     else:
         with _files.reading(src, _fix(variant)):
             arr, n = _convert(src, cache, factor_sizes, force, variant)
     sizes = tuple(int(s) for s in factor_sizes) if factor_sizes is not None else factor_sizes_for(n, cache)
     if math.prod(sizes) != n:
-        raise ValueError(f"mpi3d: factor_sizes {list(sizes)} multiply to {math.prod(sizes)}, but the file has {n} images")
+        raise UserError(f"mpi3d: factor_sizes {list(sizes)} multiply to {math.prod(sizes)}, but the file has {n} images")
     data = GroundTruthData(
         "mpi3d", FACTOR_NAMES, sizes, _files.as_tensor(arr), _files.grid_factors(sizes),
         source=variant, full_grid=True,
@@ -157,7 +158,7 @@ def _convert(src: Path, cache: Path, factor_sizes: Sequence[int] | None, force: 
     try:
         n = int(stream.shape[0])
         if stream.dtype != np.uint8 or tuple(stream.shape[1:]) != (64, 64, 3):
-            raise ValueError(
+            raise UserError(
                 f"{src}: 'images' has shape {stream.shape} / {stream.dtype}; expected N x 64 x 64 x 3 uint8"
             )
         if factor_sizes is None:
@@ -182,10 +183,10 @@ def download(variant: str = "toy", root: str | Path | None = None) -> Path:
     dest = _files.data_root(rootp) / FILES[variant][0] if variant in FILES else None
     if variant not in URLS or dest is None:
         if variant == "complex":
-            raise ValueError(
+            raise UserError(
                 f"mpi3d complex has no direct download URL; get it from {_COMPLEX_PAGE} and place it at {dest}"
             )
-        raise ValueError(f"mpi3d: nothing to download for source {variant!r}; choose one of {', '.join(URLS)}")
+        raise UserError(f"mpi3d: nothing to download for source {variant!r}; choose one of {', '.join(URLS)}")
     url, md5 = URLS[variant]
     return _files.fetch(url, dest, md5, f"download {url} in a browser and place it at {dest}")
 

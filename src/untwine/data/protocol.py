@@ -133,6 +133,23 @@ class GroundTruthData:
         start, _ = self._groups_of(f)
         return self._order[start]
 
+    @property
+    def radix(self) -> np.ndarray:
+        """Mixed-radix place values (``K`` int64): ``factors @ radix`` is a combination's key (its
+        row, on a full grid)."""
+        return self._radix
+
+    def has_factors(self, factors: np.ndarray) -> np.ndarray:
+        """Whether some image has each factor combination (``n x K`` -> ``n`` bool)."""
+        f = np.asarray(factors, dtype=np.int64).reshape(-1, self.num_factors)
+        self._check_factors(f)
+        if self.full_grid:
+            return np.ones(len(f), dtype=bool)
+        self._groups_of(f[:0])  # builds the sorted keys once
+        q = f @ self._radix
+        pos = np.searchsorted(self._keys, q).clip(max=len(self._keys) - 1)
+        return self._keys[pos] == q
+
     def _groups_of(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each factor row of ``f`` (not a full grid): where its group of dataset rows starts
         in ``self._order`` and how many rows carry it. ``KeyError`` names a combination no image has.

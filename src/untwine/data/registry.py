@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import UnknownNameError, UserError
 from .protocol import GroundTruthData
 
 
@@ -60,6 +61,7 @@ def register(spec: DatasetSpec) -> DatasetSpec:
 def _ensure_loaded() -> None:
     # Importing the dataset modules registers them.
     from . import dsprites, mpi3d, mnist, shapes3d  # noqa: F401
+    from . import color_dsprites, noisy_dsprites, scream_dsprites  # noqa: F401
 
 
 def get(name: str) -> DatasetSpec:
@@ -67,7 +69,7 @@ def get(name: str) -> DatasetSpec:
     key = name.lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))} "
             "(or build your own with untwine.data.from_arrays / from_folder)"
         )
@@ -96,7 +98,7 @@ def load(
     """
     spec = get(name)
     if source is not None and source not in spec.sources:
-        raise ValueError(
+        raise UserError(
             f"{spec.name}: unknown source {source!r}; choose one of {', '.join(spec.sources)}"
         )
     path = Path(root).expanduser() if root is not None else None

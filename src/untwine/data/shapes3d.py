@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from . import _files
 from .cache import load_npy
 from .protocol import GroundTruthData
@@ -39,12 +40,12 @@ def cache_files() -> tuple[Path, Path]:
 def labels_to_indices(labels: np.ndarray, sizes: Sequence[int], where: str = "") -> np.ndarray:
     """``N x K`` factor values -> ``N x K`` int64 indices (rank among the column's sorted values)."""
     if labels.ndim != 2 or labels.shape[1] != len(sizes):
-        raise ValueError(f"{where}: 'labels' has shape {labels.shape}; expected N x {len(sizes)}")
+        raise UserError(f"{where}: 'labels' has shape {labels.shape}; expected N x {len(sizes)}")
     out = np.empty(labels.shape, np.int64)
     for k, size in enumerate(sizes):
         values, out[:, k] = np.unique(labels[:, k], return_inverse=True)
         if len(values) != size:
-            raise ValueError(
+            raise UserError(
                 f"{where}: factor {k} ({FACTOR_NAMES[k] if len(sizes) == 6 else k}) has {len(values)} "
                 f"distinct values, expected {size}; not the official 3dshapes.h5 or a damaged file"
             )
@@ -79,15 +80,15 @@ def load_official(
         with _files.reading(src, f"Delete it and {_FIX}"), h5py.File(src, "r") as h5:
             for key in ("images", "labels"):
                 if key not in h5:
-                    raise ValueError(f"{src}: no dataset {key!r} (it holds {sorted(h5)}); not a 3dshapes file")
+                    raise UserError(f"{src}: no dataset {key!r} (it holds {sorted(h5)}); not a 3dshapes file")
             images, labels = h5["images"], h5["labels"]
             n = int(images.shape[0])
             if images.dtype != np.uint8 or tuple(images.shape[1:]) != (64, 64, 3):
-                raise ValueError(f"{src}: 'images' has shape {images.shape} / {images.dtype}; expected N x 64 x 64 x 3 uint8")
+                raise UserError(f"{src}: 'images' has shape {images.shape} / {images.dtype}; expected N x 64 x 64 x 3 uint8")
             if labels.shape[0] != n:
-                raise ValueError(f"{src}: {n} images but {labels.shape[0]} label rows")
+                raise UserError(f"{src}: {n} images but {labels.shape[0]} label rows")
             if n != math.prod(sizes):
-                raise ValueError(
+                raise UserError(
                     f"{src}: {n} images, but factor sizes {list(sizes)} give {math.prod(sizes)}; "
                     "the file is truncated or not 3dshapes"
                 )
@@ -105,7 +106,7 @@ def load_official(
             fac = _files.ensure_npy(fac_cache, (n, len(sizes)), "int64", fill_factors, force=force)
             imgs = _files.ensure_npy(img_cache, (n, 3, 64, 64), "uint8", fill_images, force=force)
     if fac.shape != (n, len(sizes)) or math.prod(sizes) != n:
-        raise ValueError(f"cache {fac_cache} has shape {fac.shape}, expected {(n, len(sizes))}; delete it and it will be rebuilt")
+        raise UserError(f"cache {fac_cache} has shape {fac.shape}, expected {(n, len(sizes))}; delete it and it will be rebuilt")
     radix = np.cumprod((sizes[1:] + (1,))[::-1])[::-1]
     grid = bool(np.array_equal(np.asarray(fac) @ radix, np.arange(n)))
     data = GroundTruthData(

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..data.protocol import GroundTruthData
+from ..errors import UserError
 from ..metrics import mig
 from ..report.figures import category_names, latent_order
 from ..train.run import Run
@@ -87,12 +88,12 @@ class Explorer:
     def __init__(self, run: Run, data: GroundTruthData, *, samples: int = 10_000, seed: int = 0,
                  span: float = 2.0, n_values: int = 9) -> None:
         if data.observation_shape != (run.model.channels, 64, 64):
-            raise ValueError(
+            raise UserError(
                 f"dataset {data.name} has observations {data.observation_shape} but the model takes "
                 f"{(run.model.channels, 64, 64)}; explore a run with the dataset it was trained on"
             )
         if samples < 2:
-            raise ValueError(f"samples must be >= 2, got {samples}")
+            raise UserError(f"samples must be >= 2, got {samples}")
         self.run, self.data = run, data
         self.span, self.n_values = float(span), int(n_values)
         rng = np.random.default_rng(seed)
@@ -123,11 +124,15 @@ class Explorer:
 
     # ------------------------------------------------------------------ page data
     def info(self) -> dict[str, Any]:
-        """Everything the page needs once: run, factors, latents (sorted), the MI heat map."""
+        """Everything the page needs once: run (``caveat``: a shipped model's
+        :data:`untwine.pretrained.CAVEATS` entry, else null), factors, latents (sorted), the MI heat map."""
+        from .. import pretrained
+
         cfg = self.run.config
         return {
             "run": {"dir": str(self.run.dir), "dataset": self.data.name, "model": cfg.model, "arch": cfg.arch,
-                    "steps": self.run.summary.get("steps"), "mig_sample": self.mig, "samples": self.samples},
+                    "steps": self.run.summary.get("steps"), "mig_sample": self.mig, "samples": self.samples,
+                    "caveat": pretrained.caveat(self.run.dir)},
             "factors": [{"name": n, "size": s, "values": category_names(self.data, k)}  # names of categories, or null
                         for k, (n, s) in enumerate(zip(self.data.factor_names, self.data.factor_sizes))],
             "latents": [vars(lat) for lat in self.latents],

@@ -7,7 +7,8 @@ Array metrics take codes ``N x D`` (float) and factors ``N x K`` (int), rows = s
 means/log-variances). Sampling metrics take ``(data, encode, rng)``: :func:`beta_vae_score`,
 :func:`factor_vae_score`, :func:`fairness`. Across models, without factors: :func:`udr` (codes
 of several models of the same inputs), :func:`udr_runs` (trained runs). :func:`evaluate` runs the
-suite with the reference sample sizes. See ``docs/metrics.md``.
+suite with the reference sample sizes; :mod:`untwine.metrics.registry` lists the suite's metrics
+(one entry each: name, function, default sizes, opt-in, cost). See ``docs/metrics.md``.
 """
 
 from .beta_vae_score import beta_vae_score

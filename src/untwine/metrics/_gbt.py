@@ -69,6 +69,10 @@ import scipy.sparse
 import scipy.stats
 import torch
 
+# The boosted-tree backends of DCI, the downstream tasks and fairness (``dci_backend``): this
+# module's re-implementation of the reference estimator, scikit-learn's estimator itself, or
+# histogram boosting (an approximation). Defined here once; the CLI and study files check against it.
+BACKENDS = ("exact", "sklearn", "fast")
 N_STAGES = 100
 LEARNING_RATE = 0.1
 MAX_DEPTH = 3

@@ -21,8 +21,11 @@ from .utils import encode_chunks
 
 
 def supports_table(data: Any) -> bool:
-    """True if ``data`` can be enumerated (``len``, ``images_at``, ``indices_from_factors``)."""
-    return all(hasattr(data, a) for a in ("indices_from_factors", "images_at", "__len__"))
+    """True if ``data`` can be enumerated (``len``, ``images_at``, ``indices_from_factors``) and a
+    row is one image: not for datasets that draw each observation afresh (``random_observations``,
+    e.g. color-dsprites, where the metrics, as disentanglement_lib's, see a new draw per sample)."""
+    return (all(hasattr(data, a) for a in ("indices_from_factors", "images_at", "__len__"))
+            and not getattr(data, "random_observations", False))
 
 
 class CodeTable:

@@ -50,7 +50,7 @@ import numpy as np
 import scipy.stats
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 
-from ._gbt import fit_gbt
+from ._gbt import BACKENDS, fit_gbt
 from .utils import check_train_test, parallel_map
 
 
@@ -75,9 +75,6 @@ def _fit_fast(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
     if imp.sum() > 0:
         imp = imp / imp.sum()
     return imp, float(np.mean(model.predict(xtr) == ytr)), float(np.mean(model.predict(xte) == yte))
-
-
-BACKENDS = ("exact", "sklearn", "fast")
 
 
 def disentanglement(importance: np.ndarray) -> tuple[float, np.ndarray]:

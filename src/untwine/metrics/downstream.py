@@ -30,11 +30,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._gbt import predict_gbt
+from ._gbt import BACKENDS as GBT_BACKENDS, predict_gbt
 from .utils import check_train_test, parallel_map
 
 PREDICTORS = ("lr", "gbt")
-GBT_BACKENDS = ("exact", "sklearn", "fast")
 TRAIN_SIZES = (10, 100, 1000, 10000)
 
 

@@ -8,6 +8,8 @@ points, drawn and encoded once (the reference draws a fresh sample for each metr
 uses the first ``num_train``/``num_test`` rows. The three sampling scores (beta-VAE, FactorVAE,
 fairness) draw their own points from independent streams of the same seed.
 
+Which metrics exist, how each is scored, its sizes and whether it is in the default suite come
+from the registry (:mod:`untwine.metrics.registry`); this module only runs them.
 :data:`DEFAULT_METRICS` (what ``metrics=None`` runs, ~30 s at the standard sizes on 2 cores) leaves
 out the scores that fit many classifiers (:data:`SLOW_METRICS`: downstream, reduced downstream,
 fairness; minutes each); :data:`METRICS` names them all.
@@ -15,104 +17,80 @@ fairness; minutes each); :data:`METRICS` names them all.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from .beta_vae_score import beta_vae_score
+from ..errors import UserError
+from . import registry
 from .code_table import CodeTable, supports_table
-from .dci import dci
-from .downstream import PREDICTORS, downstream_task
-from .factor_vae_score import factor_vae_score
-from .fairness import fairness
-from .irs import irs
-from .mig import mig
-from .mig_sampled import gaussian_total_correlation
-from .modularity import modularity_explicitness
-from .reduced_downstream import reduced_downstream_task
-from .sap import sap
-from .unsupervised import unsupervised_scores
+from .registry import Inputs, NotApplicable, train_sizes
 from .utils import check_data, encode_factors
 
-DEFAULT_METRICS = ("mig", "sap", "modularity", "dci", "beta_vae", "factor_vae", "gaussian_tc", "irs", "unsupervised")
-SLOW_METRICS = ("downstream", "reduced_downstream", "fairness")  # classifier fits: minutes each
-METRICS = DEFAULT_METRICS + SLOW_METRICS
-# Metrics scored on the shared pool of encoded points (the rest draw their own).
-ARRAY_METRICS = ("mig", "sap", "modularity", "dci", "gaussian_tc", "irs", "unsupervised", "downstream",
-                 "reduced_downstream")
+# The built-in suite, from the registry (:mod:`untwine.metrics.registry`): every name, the default
+# suite, the opt-in scores, the default sample sizes.
+METRICS = tuple(registry.names())
+DEFAULT_METRICS = tuple(registry.names(opt_in=False))
+SLOW_METRICS = tuple(registry.names(opt_in=True))  # classifier fits: minutes each
+DEFAULT_SIZES: dict[str, dict[str, int]] = {n: dict(registry.get(n).sizes) for n in METRICS}
 
-DEFAULT_SIZES: dict[str, dict[str, int]] = {
-    "mig": {"num_train": 10000},
-    "sap": {"num_train": 10000, "num_test": 5000},
-    "modularity": {"num_train": 10000, "num_test": 5000},
-    "dci": {"num_train": 10000, "num_test": 5000},
-    "beta_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
-    "factor_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000, "num_variance_estimate": 10000},
-    "gaussian_tc": {"num_train": 10000},
-    "irs": {"num_train": 10000},
-    "unsupervised": {"num_train": 10000},
-    # training sizes 10, 100, ... below num_train, and num_train (the reference: 10 .. 10,000)
-    "downstream": {"num_train": 10000, "num_test": 5000},
-    "reduced_downstream": {"num_train": 10000, "num_test": 5000},
-    "fairness": {"num_train": 10000, "num_test_points_per_class": 100},
-}
+__all__ = ["DEFAULT_METRICS", "DEFAULT_SIZES", "METRICS", "SLOW_METRICS", "evaluate", "not_applicable",
+           "planned_draws", "resolve_sizes", "train_sizes"]
 
 
-# Metrics (and result keys) that need at least two factors: the beta-VAE and FactorVAE scores
-# classify *which* factor was fixed, modularity and DCI disentanglement normalise by K - 1 / log K,
-# fairness pairs a predicted with a sensitive factor, the reduced downstream task compares the
-# reduced factor with the others.
-NEEDS_TWO_FACTORS = ("beta_vae", "factor_vae", "modularity", "dci_disentanglement", "fairness", "reduced_downstream")
-# Metrics left out whole when they do not apply (the others lose only the result keys named above).
-WHOLE_METRICS = ("beta_vae", "factor_vae", "fairness", "reduced_downstream")
-
-
-def train_sizes(num_train: int) -> list[int]:
-    """The downstream tasks' training sizes: 10, 100, 1,000, ... below ``num_train``, then ``num_train``."""
-    return [10**e for e in range(1, 20) if 10**e < num_train] + [int(num_train)]
+def _two_factor_names() -> dict[str, str]:
+    """Metric names and result keys that need >= 2 factors -> the metric (see ``Metric.two_factors``)."""
+    out: dict[str, str] = {}
+    for n in registry.names():
+        need = registry.get(n).two_factors
+        out.update({n: n} if need is True else {k: n for k in need or ()})
+    return out
 
 
 def not_applicable(name: str, data: Any) -> str | None:
     """Why metric (or result key) ``name`` does not apply to ``data``, in one line; ``None`` if it does."""
     k = int(data.num_factors)
-    if name in NEEDS_TWO_FACTORS and k < 2:
+    if name in _two_factor_names() and k < 2:
         label = getattr(data, "name", None) or type(data).__name__
         return f"needs >= 2 factors; {label} has {k}"
     return None
 
 
 def resolve_sizes(sizes: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
-    """Merge overrides into :data:`DEFAULT_SIZES`.
+    """Merge overrides into the registry's default sizes (:data:`DEFAULT_SIZES`).
 
     ``sizes`` maps a metric name to ``{param: value}``, or a parameter name (``num_train``,
     ``num_test``, ``num_eval``, ``batch_size``, ``num_variance_estimate``,
     ``num_test_points_per_class``) to a value applied to every metric that has it; per-metric
     entries win.
     """
-    out = {m: dict(v) for m, v in DEFAULT_SIZES.items()}
-    params = {p for v in DEFAULT_SIZES.values() for p in v}
-    for key, val in (sizes or {}).items():
-        if key in METRICS:
+    known = registry.names()
+    out = {m: dict(registry.get(m).sizes) for m in known}
+    params = {p for v in out.values() for p in v}
+    given = [(registry.normalise(k), v) for k, v in (sizes or {}).items()]
+    for key, val in given:
+        if key in known:
             continue
         if key not in params:
-            raise ValueError(
-                f"unknown size {key!r}; use a metric name ({', '.join(METRICS)}) or one of "
+            raise UserError(
+                f"unknown size {key!r}; use a metric name ({', '.join(known)}) or one of "
                 f"{', '.join(sorted(params))}"
             )
         for m in out.values():
             if key in m:
                 m[key] = int(val)
-    for key, val in (sizes or {}).items():
-        if key in METRICS:
+    for key, val in given:
+        if key in known:
             for p, v in dict(val).items():
                 if p not in out[key]:
-                    raise ValueError(f"{key} has no size {p!r}; it has {', '.join(out[key])}")
+                    raise UserError(f"{key} has no size {p!r}; it has {', '.join(out[key])}")
                 out[key][p] = int(v)
     for m, v in out.items():
         for p, n in v.items():
             if n < 1:
-                raise ValueError(f"{m}.{p} must be >= 1, got {n}")
+                raise UserError(f"{m}.{p} must be >= 1, got {n}")
     return out
 
 
@@ -126,20 +104,6 @@ def _encoder(run_or_encoder: Any) -> Callable[[Any], Any]:
         "run_or_encoder must be a callable encode(observations) -> n x D codes, or a run with "
         f".encode; got {type(run_or_encoder).__name__}"
     )
-
-
-def _parse_metrics(metrics: Iterable[str] | str | None) -> list[str]:
-    if metrics is None:
-        return list(DEFAULT_METRICS)
-    if isinstance(metrics, str):
-        metrics = [m for m in metrics.split(",") if m.strip()]
-    names = [m.strip().lower().replace("-", "_") for m in metrics]
-    bad = [m for m in names if m not in METRICS]
-    if bad:
-        raise ValueError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRICS)}")
-    if not names:
-        raise ValueError(f"no metric selected; choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(names))
 
 
 def evaluate(
@@ -161,16 +125,18 @@ def evaluate(
             with such an ``.encode`` (a run from ``untwine.train.load_run``).
         data: a :class:`~untwine.data.GroundTruthData` or any object with ``factor_sizes``,
             ``num_factors``, ``sample_factors(n, rng)``, ``observations_from_factors(f, rng)``.
-        metrics: subset of :data:`METRICS` (list or comma-separated string); default
-            :data:`DEFAULT_METRICS` (all but the slow ``downstream``, ``reduced_downstream`` and
-            ``fairness``).
+        metrics: names of registered metrics (:data:`METRICS`; list or comma-separated string;
+            ``-`` or ``_``; a result key such as ``beta_vae_score`` names its metric, see
+            :func:`untwine.metrics.registry.parse_names`); default :data:`DEFAULT_METRICS` (all but
+            the opt-in ``downstream``, ``reduced_downstream`` and ``fairness``).
         seed: seeds every random draw (results are reproducible for a fixed seed and sizes).
         progress: show a progress bar (tqdm) on stderr.
         sizes: sample-size overrides, see :func:`resolve_sizes`.
         n_jobs: threads for the per-factor/per-pair fits (``None``: all CPUs).
         chunk_size: observations encoded per call of ``encode``.
-        dci_backend: see :func:`untwine.metrics.dci` (``"exact"``: the reference's estimator); also
-            the gradient-boosted trees of ``downstream``, ``reduced_downstream`` and ``fairness``.
+        dci_backend: one of :data:`untwine.metrics.registry.BACKENDS`, see
+            :func:`untwine.metrics.dci` (``"exact"``: the reference's estimator); also the
+            gradient-boosted trees of ``downstream``, ``reduced_downstream`` and ``fairness``.
         code_table: encode every image of ``data`` once and look codes up (see
             :mod:`untwine.metrics.code_table`; same scores). ``"auto"`` does so when ``data`` can be
             enumerated and the metrics would draw at least ``len(data)`` observations.
@@ -196,11 +162,13 @@ def evaluate(
     """
     check_data(data)
     encode = _encoder(run_or_encoder)
-    names = _parse_metrics(metrics)
+    names = registry.names(opt_in=False) if metrics is None else registry.parse_names(metrics)
     sz = resolve_sizes(sizes)
-    skipped = {n: why for n in NEEDS_TWO_FACTORS if (why := not_applicable(n, data))
-               and (n in names or (n == "dci_disentanglement" and "dci" in names))}
-    names = [n for n in names if n not in WHOLE_METRICS or n not in skipped]
+    entries = {n: registry.get(n) for n in names}
+    skipped = {key: why for key, n in _two_factor_names().items() if n in names and (why := not_applicable(key, data))}
+    names = [n for n in names if n not in skipped or entries[n].two_factors is not True]
+    if dci_backend not in registry.BACKENDS and any(entries[n].backend for n in names):
+        raise UserError(f"unknown dci_backend {dci_backend!r}; choose one of {', '.join(registry.BACKENDS)}")
     if code_table not in ("auto", True, False):
         raise ValueError(f"code_table must be 'auto', True or False, got {code_table!r}")
     use_table = bool(code_table) and supports_table(data)
@@ -208,12 +176,14 @@ def evaluate(
         raise ValueError(f"code_table=True needs enumerable data; {type(data).__name__} is not (see code_table.supports_table)")
     if code_table == "auto":
         use_table = use_table and planned_draws(names, sz, data.factor_sizes) >= len(data)
-    # spawn(4)[:3] == spawn(3): the fourth stream (fairness) leaves the others' draws unchanged
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    # Stream 0 draws the shared pool, stream i >= 1 the metric registered with it; spawn(n)[:k] ==
+    # spawn(k), so a metric registered with a new stream leaves every other metric's draws unchanged.
+    n_streams = 1 + max(m.stream for m in entries.values())
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_streams)]
     out: dict[str, Any] = {}
     per_factor: dict[str, list[float]] = {}
     timings: dict[str, float] = {}
-    array_metrics = [m for m in names if m in ARRAY_METRICS]
+    array_metrics = [n for n in names if entries[n].pool]
     steps = (1 if array_metrics else 0) + len(names)
 
     from tqdm.auto import tqdm
@@ -230,8 +200,7 @@ def evaluate(
         if array_metrics:
             bar.set_postfix_str("encode")
             t = time.perf_counter()
-            n_tr = max(sz[m]["num_train"] for m in array_metrics)
-            n_te = max([sz[m].get("num_test", 0) for m in array_metrics] + [0])
+            n_tr, n_te = _pool_size(array_metrics, sz)
             f_pool = data.sample_factors(n_tr + n_te, streams[0])
             z_pool = encode_factors(data, encode, f_pool, streams[0], chunk_size)
             ztr, ftr, zte, fte = z_pool[:n_tr], f_pool[:n_tr], z_pool[n_tr:], f_pool[n_tr:]
@@ -240,46 +209,21 @@ def evaluate(
         for name in names:
             bar.set_postfix_str(name)
             t = time.perf_counter()
-            s = sz[name]
-            if name == "mig":
-                r = mig(ztr[: s["num_train"]], ftr[: s["num_train"]])
-                out["mig"] = r["mig"]
-                per_factor["mig"] = [float(v) for v in r["per_factor"]]
-            elif name == "gaussian_tc":
-                out["gaussian_tc"] = gaussian_total_correlation(ztr[: s["num_train"]])
-            elif name in ("sap", "modularity", "dci"):
-                args = (ztr[: s["num_train"]], ftr[: s["num_train"]], zte[: s["num_test"]], fte[: s["num_test"]])
-                if name == "sap":
-                    out["sap"] = sap(*args, n_jobs=n_jobs)["sap"]
-                elif name == "modularity":
-                    r = modularity_explicitness(*args, n_jobs=n_jobs)
-                    if "modularity" not in skipped:
-                        out["modularity"] = r["modularity"]
-                    out["explicitness"] = r["explicitness_test"]
-                    out["explicitness_train"] = r["explicitness_train"]
-                else:
-                    r = dci(*args, n_jobs=n_jobs, backend=dci_backend)
-                    if "dci_disentanglement" not in skipped:
-                        out["dci_disentanglement"] = r["disentanglement"]
-                    out["dci_completeness"] = r["completeness"]
-                    out["dci_informativeness"] = r["informativeness_test"]
-                    out["dci_informativeness_train"] = r["informativeness_train"]
-            elif name == "beta_vae":
-                r = beta_vae_score(data, encode, streams[1], chunk_size=chunk_size, **s)
-                out["beta_vae_score"] = r["eval_accuracy"]
-                out["beta_vae_train"] = r["train_accuracy"]
-            elif name == "factor_vae":
-                r = factor_vae_score(data, encode, streams[2], chunk_size=chunk_size, **s)
-                out["factor_vae_score"] = r["eval_accuracy"]
-                out["factor_vae_train"] = r["train_accuracy"]
-                out["factor_vae_active_dims"] = r["num_active_dims"]
+            m, s = entries[name], sz[name]
+            inputs = Inputs(s, data, encode, n_jobs=n_jobs, chunk_size=chunk_size, backend=dci_backend)
+            if m.pool:
+                n_train, n_test = s["num_train"], s.get("num_test", 0)
+                inputs = dataclasses.replace(inputs, train=(ztr[:n_train], ftr[:n_train]),
+                                             test=(zte[:n_test], fte[:n_test]))
             else:
-                n, m = s["num_train"], s.get("num_test", 0)
-                pool = (ztr[:n], ftr[:n], zte[:m], fte[:m]) if name in ARRAY_METRICS else None
-                why = _extra_scores(name, out, per_factor, pool, data, encode, streams[3], s, n_jobs,
-                                    chunk_size, dci_backend)
-                if why:
-                    skipped[name] = why
+                inputs = dataclasses.replace(inputs, rng=streams[m.stream])
+            try:
+                r = m.run(inputs)
+            except NotApplicable as e:
+                skipped[name], r = str(e), {}
+            per_factor.update(r.pop("per_factor", {}))
+            drop = () if m.two_factors is True else [k for k in m.two_factors or () if k in skipped]
+            out.update({k: v for k, v in r.items() if k not in drop})
             timings[name] = time.perf_counter() - t
             bar.update(1)
     finally:
@@ -291,71 +235,23 @@ def evaluate(
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     out["seed"] = int(seed)
     out["sizes"] = {m: sz[m] for m in names}
-    if any(n in names for n in ("dci", "downstream", "reduced_downstream", "fairness")):
+    if any(entries[n].backend for n in names):
         out["dci_backend"] = dci_backend
     out["code_table"] = use_table
     return out
 
 
-def _extra_scores(
-    name: str, out: dict[str, Any], per_factor: dict[str, list[float]], pool: tuple | None, data: Any,
-    encode: Callable[[Any], Any], rng: Any, s: Mapping[str, int], n_jobs: int | None, chunk_size: int,
-    backend: str,
-) -> str | None:
-    """Score IRS, the unsupervised scores, the downstream tasks or fairness into ``out``; returns
-    why the metric was skipped (``None`` if computed)."""
-    if name == "fairness":
-        r = fairness(data, encode, rng, s["num_train"], s["num_test_points_per_class"], backend=backend,
-                     chunk_size=chunk_size, n_jobs=n_jobs)
-        out["fairness_mean"], out["fairness_max"] = r["mean_fairness"], r["max_fairness"]
-        return None
-    assert pool is not None
-    ztr, ftr, zte, fte = pool
-    if name == "irs":
-        r = irs(ztr, ftr)
-        out["irs"], out["irs_active_dims"] = r["irs"], r["num_active_dims"]
-    elif name == "unsupervised":
-        r = unsupervised_scores(ztr)
-        out["gaussian_tc"] = r["gaussian_total_correlation"]
-        for key in ("gaussian_wasserstein_correlation", "gaussian_wasserstein_correlation_norm", "mutual_info_score"):
-            out[key] = r[key]
-    elif name == "downstream":
-        sizes = train_sizes(s["num_train"])
-        for p in PREDICTORS:
-            r = downstream_task(ztr, ftr, zte, fte, sizes, p, backend, n_jobs)
-            for n, mean, accs in zip(sizes, r["mean_test_accuracy"], r["test_accuracy"]):
-                out[f"downstream_{p}_{n}"] = float(mean)
-                per_factor[f"downstream_{p}_{n}"] = [float(a) for a in accs]
-    elif name == "reduced_downstream":
-        if ztr.shape[1] < 2:
-            return f"needs >= 2 code dimensions (one is removed); the encoder has {ztr.shape[1]}"
-        sizes = train_sizes(s["num_train"])
-        r = reduced_downstream_task(ztr, ftr, zte, fte, sizes, backend=backend, n_jobs=n_jobs)
-        for i, n in enumerate(sizes):
-            out[f"reduced_downstream_{n}"] = float(r["mean_test_accuracy_reduced_factor"][i])
-            out[f"reduced_downstream_{n}_others"] = float(r["mean_test_accuracy_other_factors"][i])
-            per_factor[f"reduced_downstream_{n}"] = [float(a) for a in r["reduced_factor_test_accuracy"][i]]
-    else:  # pragma: no cover - names are checked by _parse_metrics
-        raise AssertionError(name)
-    return None
+def _pool_size(names: Iterable[str], sz: Mapping[str, Mapping[str, int]]) -> tuple[int, int]:
+    """Training and test rows of the shared pool that the pool metrics ``names`` use at sizes ``sz``."""
+    names = list(names)
+    return (max(sz[m]["num_train"] for m in names), max([sz[m].get("num_test", 0) for m in names] + [0]))
 
 
 def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]], factor_sizes: Iterable[int] = ()) -> int:
     """Observations the metrics ``names`` encode at sizes ``sz`` without a code table (fairness is
     counted only with ``factor_sizes``)."""
-    names = list(names)
-    arr = [m for m in names if m in ARRAY_METRICS]
-    n = 0
-    if arr:
-        n += max(sz[m]["num_train"] for m in arr) + max([sz[m].get("num_test", 0) for m in arr] + [0])
-    if "beta_vae" in names:
-        s = sz["beta_vae"]
-        n += 2 * s["batch_size"] * (s["num_train"] + s["num_eval"])
-    if "factor_vae" in names:
-        s = sz["factor_vae"]
-        n += s["batch_size"] * (s["num_train"] + s["num_eval"]) + s["num_variance_estimate"]
+    entries = [registry.get(n) for n in names]
+    pool = [m.name for m in entries if m.pool]
+    n = sum(_pool_size(pool, sz)) if pool else 0
     sizes = [int(x) for x in factor_sizes]
-    if "fairness" in names and sizes:
-        s = sz["fairness"]
-        n += s["num_train"] + (len(sizes) - 1) * s["num_test_points_per_class"] * sum(sizes)
-    return n
+    return n + sum(m.draws(sz[m.name], sizes) for m in entries if m.draws is not None)

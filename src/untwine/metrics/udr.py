@@ -37,6 +37,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 from .utils import check_codes, to_numpy
 
 CORRELATIONS = ("lasso", "spearman")
@@ -201,18 +202,18 @@ def udr_runs(
 
     loaded = [r if isinstance(r, Run) else load_run(r) for r in runs]
     if len(loaded) < 2:
-        raise ValueError(f"UDR compares runs with each other: got {len(loaded)} run(s); pass >= 2 runs "
+        raise UserError(f"UDR compares runs with each other: got {len(loaded)} run(s); pass >= 2 runs "
                          "(e.g. the seeds of one setting)")
     first = loaded[0].config
     for i, r in enumerate(loaded[1:], 1):
         if r.config.dataset != first.dataset:
-            raise ValueError(f"run {r.dir} trained on {r.config.dataset} but {loaded[0].dir} on {first.dataset}; "
+            raise UserError(f"run {r.dir} trained on {r.config.dataset} but {loaded[0].dir} on {first.dataset}; "
                              "UDR compares runs of the same dataset")
         if r.model.latents != loaded[0].model.latents:
-            raise ValueError(f"run {r.dir} has {r.model.latents} latents but {loaded[0].dir} has "
+            raise UserError(f"run {r.dir} has {r.model.latents} latents but {loaded[0].dir} has "
                              f"{loaded[0].model.latents}; UDR compares runs with the same number of latents")
     if num_data_points < 2:
-        raise ValueError(f"num_data_points must be >= 2, got {num_data_points}")
+        raise UserError(f"num_data_points must be >= 2, got {num_data_points}")
     if data is None:
         from ..data import load
 

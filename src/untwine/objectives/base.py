@@ -8,11 +8,13 @@ the papers (a sum-vs-mean mix-up silently rescales beta by the number of pixels)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import UserError
 
 
 def bernoulli_rec(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +58,10 @@ class Objective(nn.Module):
     ``batched_terms`` says whether the class overrides :meth:`terms_packed` with batched
     arithmetic; a pack of runs of one such class (with ``random_terms`` false) computes all K
     runs' terms in one call, otherwise it calls each run's ``terms``.
+    ``pairs`` says whether the objective trains on pairs of images that share all factors but
+    ``k`` (weak supervision, :mod:`untwine.objectives.weak`): its batches are ``2B`` images (pair
+    ``i`` = rows ``i`` and ``B + i``, :class:`untwine.data.pairs.PairSampler`) and the model samples
+    ``z`` from :meth:`aggregate`'s posteriors; its ``hparams`` then hold ``k`` and ``dlib_pairs``.
     ``uses_step`` says whether ``terms`` depends on ``step`` (a compiled training step then leaves
     ``terms`` out of the compiled graph, which would otherwise be specialised to one step).
     """
@@ -70,24 +76,42 @@ class Objective(nn.Module):
     random_terms: ClassVar[bool] = True
     batched_terms: ClassVar[bool] = False
     uses_step: ClassVar[bool] = False
+    pairs: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
 
     def __init__(self, *, dataset_size: int, latents: int, **hparams: Any) -> None:
         super().__init__()
-        unknown = set(hparams) - set(self.params)
-        if unknown:
-            raise ValueError(
-                f"{self.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
-                f"it takes {', '.join(self.params) or 'none'}"
-            )
-        self.hparams: dict[str, float] = {**self.params, **hparams}
+        self.hparams: dict[str, float] = self.check_hparams(hparams, dataset_size=dataset_size, latents=latents)
         self.dataset_size = int(dataset_size)
         self.latents = int(latents)
         self.extra_optimizer: torch.optim.Optimizer | None = None
-        self.validate()
+
+    @classmethod
+    def check_hparams(cls, hparams: Mapping[str, Any], *, lr: float | None = None, dataset_size: int = 1,
+                      latents: int = 1) -> dict[str, float]:
+        """The one check of hyperparameters (``__init__``, ``RunConfig``, the CLI and study files
+        call it): ``hparams`` over the defaults in ``params`` (those in ``lr_defaults`` from ``lr``
+        when given), as floats, after :meth:`validate`. Raises ``UserError`` naming an unknown
+        hyperparameter or a bad value. Builds nothing (no networks, no random draws)."""
+        unknown = sorted(set(hparams) - set(cls.params))
+        if unknown:
+            raise UserError(f"{cls.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(cls.params) or 'none'}")
+        follow_lr = {} if lr is None else {k: ratio * lr for k, ratio in cls.lr_defaults.items()}
+        merged = {**cls.params, **follow_lr, **hparams}
+        probe = cls.__new__(cls)  # validate() reads only these attributes
+        probe.__dict__.update(hparams=merged, dataset_size=int(dataset_size), latents=int(latents))
+        try:
+            probe.validate()
+        except ValueError as e:  # by validate's contract, a bad value the user gave
+            raise e if isinstance(e, UserError) else UserError(str(e)) from None
+        return {k: float(v) for k, v in merged.items()}
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming a bad hyperparameter. Default: all must be finite and >= 0."""
+        """Raise ``ValueError`` naming a bad hyperparameter (shown to the user as a
+        :class:`~untwine.errors.UserError`). Default: all must be finite and >= 0. Called by
+        :meth:`check_hparams` on an unbuilt instance: read only ``hparams``, ``dataset_size`` and
+        ``latents``."""
         for k, v in self.hparams.items():
             if not (float(v) >= 0.0 and float(v) != float("inf")):
                 raise ValueError(f"{self.name}: {k} must be a finite number >= 0, got {v}")
@@ -131,6 +155,11 @@ class Objective(nn.Module):
         if any(list(t) != keys for t in per_run):
             raise ValueError(f"{cls.name}: the runs' terms have different keys; they cannot be stacked")
         return {k: torch.stack([t[k] for t in per_run]) for k in keys}
+
+    def aggregate(self, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair objectives only: the posteriors ``z`` is sampled from, given the encoder's ``mu,
+        logvar: 2B x D`` of ``B`` pairs and their ``labels: B`` (a changed factor per pair)."""
+        raise NotImplementedError(f"{self.name} does not train on pairs")
 
     def extra_step(self, z: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Train the objective's own networks one step on detached codes ``z: B x D``; return logs."""

@@ -13,6 +13,8 @@ Each model is a run folder under ``untwine/pretrained/models/NAME/`` that
     checkpoint/state.pt           ``{"step": N}`` only: no optimizer state, no RNG state
 
 :func:`export` turns a finished run folder into such a folder (under :data:`MAX_BYTES`).
+What a model's name does not say is in :data:`CAVEATS` (shown by ``untwine pretrained list``,
+``untwine explore`` and the report); a name no longer shipped is in :data:`RENAMED`.
 The package itself is callable: ``untwine.pretrained(NAME)`` is :func:`load`.
 """
 
@@ -28,9 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError, UnknownNameError, UserError
+
 MODELS_DIR = Path(__file__).parent / "models"
 MAX_BYTES = 5 * 1024 * 1024  # one shipped model folder, all files
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+# What a shipped model's name and hyperparameters alone do not say. The one copy of each caveat:
+# `untwine pretrained list` (ModelInfo.line), `untwine explore` (the page's run line) and the
+# report (the trained-vs-shipped table, the shipped model's traversal figure) all read it here.
+CAVEATS: dict[str, str] = {
+    "factor-vae-beta16-dsprites": "FactorVAE with KL weight 16, not Kim & Mnih's loss",
+}
+# Names shipped before and no longer: old name -> (new name, why the old name is not shipped), for
+# the error that a user who types the old name gets (path(), so every command that takes a name).
+RENAMED: dict[str, tuple[str, str]] = {
+    "factor-vae-dsprites": ("factor-vae-beta16-dsprites",
+                            "Kim & Mnih's FactorVAE (KL weight 1) is not shipped: it has not reached "
+                            "the seeds' MIG 0.22 here (docs/results/)"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,16 +61,19 @@ class ModelInfo:
     steps: int | None
     mig: float | None
     hparams: dict[str, Any] = field(default_factory=dict)
+    caveat: str | None = None
 
     def line(self) -> str:
-        """``NAME  DATASET  MODEL (HPARAMS)  N steps  MIG m``; HPARAMS as trained (config.json)."""
+        """``NAME  DATASET  MODEL (HPARAMS)  N steps  MIG m``; HPARAMS as trained (config.json);
+        then ``  -- CAVEAT`` for a model with a :data:`CAVEATS` entry."""
         from ..objectives import hparams_text
 
         steps = f"{self.steps} steps" if self.steps is not None else "? steps"
         mig = f"MIG {self.mig:.3f}" if self.mig is not None else "MIG ?"
         hp = hparams_text(self.hparams)
         model = f"{self.model} ({hp})" if hp else self.model
-        return f"{self.name}  {self.dataset}  {model}  {steps}  {mig}"
+        note = f"  -- {self.caveat}" if self.caveat else ""
+        return f"{self.name}  {self.dataset}  {model}  {steps}  {mig}{note}"
 
 
 def names() -> list[str]:
@@ -63,12 +84,29 @@ def names() -> list[str]:
 
 
 def path(name: str) -> Path:
-    """The run folder of shipped model ``name``; ``KeyError`` listing the known names otherwise."""
+    """The run folder of shipped model ``name``; ``KeyError`` listing the known names otherwise
+    (for a :data:`RENAMED` name: saying what it became and why)."""
     known = names()
     if name not in known:
+        if name in RENAMED:
+            new, why = RENAMED[name]
+            what = f" ({CAVEATS[new]})" if new in CAVEATS else ""
+            raise UnknownNameError(f"pretrained model {name!r} was renamed {new!r}{what}; {why}. "
+                                   "See `untwine pretrained list`")
         have = f"known: {', '.join(known)}" if known else "no pretrained models are shipped in this version"
-        raise KeyError(f"unknown pretrained model {name!r}; {have} (see `untwine pretrained list`)")
+        raise UnknownNameError(f"unknown pretrained model {name!r}; {have} (see `untwine pretrained list`)")
     return MODELS_DIR / name
+
+
+def caveat(model: str | os.PathLike) -> str | None:
+    """The :data:`CAVEATS` entry of a shipped model, given its name or its folder (``None`` for
+    other names and folders, e.g. a run folder of the user's)."""
+    if isinstance(model, str) and model in names():
+        return CAVEATS.get(model)
+    p = Path(model)
+    if p.is_dir() and p.resolve().parent == MODELS_DIR.resolve() and p.name in names():
+        return CAVEATS.get(p.name)
+    return None
 
 
 def load(name: str, device: str = "cpu") -> Any:
@@ -93,6 +131,7 @@ def info(name: str) -> ModelInfo:
         int(summary["steps"]) if "steps" in summary else None,
         float(mig) if isinstance(mig, (int, float)) else None,
         dict(cfg.get("hparams") or {}),
+        CAVEATS.get(name),
     )
 
 
@@ -118,25 +157,25 @@ def export(
 
     src = Path(run_dir).expanduser()
     if not _NAME.match(name):
-        raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-' (e.g. beta-tcvae-dsprites)")
+        raise UserError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-' (e.g. beta-tcvae-dsprites)")
     if not command.strip():
-        raise ValueError("command must be the exact command that trained the run (it goes into COMMAND.txt)")
+        raise UserError("command must be the exact command that trained the run (it goes into COMMAND.txt)")
     if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src} is not a run folder (no config.json)")
+        raise MissingFileError(f"{src} is not a run folder (no config.json)")
     status = _read(src / "summary.json").get("status")
     if status != "finished":
-        raise ValueError(f"{src} has not finished (summary.json status: {status}); finish it with `untwine train --resume --out {src}`")
+        raise UserError(f"{src} has not finished (summary.json status: {status}); finish it with `untwine train --resume --out {src}`")
     ckpt = checkpoint.find(src)
     if ckpt is None:
-        raise FileNotFoundError(f"{src} has no checkpoint")
+        raise MissingFileError(f"{src} has no checkpoint")
     m = Path(metrics).expanduser() if metrics is not None else src / "metrics.json"
     if not m.is_file():
-        raise FileNotFoundError(f"{m} not found; run `untwine evaluate {src} --output {m}` first (or pass metrics=FILE)")
+        raise MissingFileError(f"{m} not found; run `untwine evaluate {src} --output {m}` first (or pass metrics=FILE)")
     metrics_doc = json.loads(m.read_text())
     root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
     dest, tmp = root / name, root / f".{name}.tmp"
     if dest.exists() and not overwrite:
-        raise ValueError(f"{dest} exists; pass overwrite=True (--force) to replace it")
+        raise UserError(f"{dest} exists; pass overwrite=True (--force) to replace it")
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "checkpoint").mkdir(parents=True)
@@ -151,7 +190,7 @@ def export(
         torch.save({"step": step}, tmp / "checkpoint" / checkpoint.STATE_FILE)
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         if size > MAX_BYTES:
-            raise ValueError(f"{name}: the model folder is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit for shipped models")
+            raise UserError(f"{name}: the model folder is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit for shipped models")
         load_run(tmp)  # the folder must load as a run
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -162,7 +201,8 @@ def export(
     return dest
 
 
-__all__ = ["MAX_BYTES", "MODELS_DIR", "ModelInfo", "export", "info", "load", "names", "path"]
+__all__ = ["CAVEATS", "MAX_BYTES", "MODELS_DIR", "RENAMED", "ModelInfo", "caveat", "export", "info", "load", "names",
+           "path"]
 
 
 class _CallableModule(types.ModuleType):

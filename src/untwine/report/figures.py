@@ -18,6 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from ..errors import UserError
+from ..naming import format_value
+
 METRIC_LABELS = {
     "mean_abs_latent": "mean |latent|",
     "mig": "MIG",
@@ -138,8 +141,6 @@ def _read_metrics_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _setting(row: dict[str, Any], hps: Sequence[str]) -> str:
-    from ..studies.study import format_value
-
     parts = [f"{k}={format_value(row[k])}" for k in hps if row.get(k) is not None]
     return ", ".join(parts) or "default"
 
@@ -268,8 +269,6 @@ def metric_vs_hparam(rows: list[dict[str, Any]], metrics: Sequence[str],
             ax.plot([x] * len(by[x]), by[x], ".", color="C1", alpha=0.6, ms=5)
         if min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")
-        from ..studies.study import format_value
-
         ax.set_xticks(xs)
         ax.set_xticklabels([format_value(x) for x in xs])
         ax.xaxis.set_minor_locator(NullLocator())
@@ -333,7 +332,7 @@ def pick_factor(data: Any, preferred: str | None = None) -> int:
     names = [n.lower() for n in data.factor_names]
     if preferred:
         if preferred.lower() not in names:
-            raise ValueError(f"report.cluster_factor {preferred!r} is not a factor of {data.name}: "
+            raise UserError(f"report.cluster_factor {preferred!r} is not a factor of {data.name}: "
                              f"{', '.join(data.factor_names)}")
         return names.index(preferred.lower())
     for want in ("digit", "label", "shape", "object_shape"):

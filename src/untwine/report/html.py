@@ -17,9 +17,10 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable
 
+from ..naming import format_value
 from ..studies.results import collect_for_report
+from ..studies.study import Study, load_sweep_study
 from ..train import files
-from ..studies.study import Study, format_value, load_sweep_study
 from . import figures as F
 from . import reference as R
 from . import selection
@@ -199,8 +200,8 @@ def draw_figures(rep: Report) -> None:
             if (_read_json(folder / "config.json") or {}).get("dataset") != ds:
                 continue
             _add(rep, f"traversal_{ds}_shipped_{name}", f"Latent traversals: {ds}, shipped model {name}",
-                 f"The shipped pretrained model {name}, trained as: {S.how_trained(folder)}. Rows as in the "
-                 "traversals above; compare with the models this study trained.",
+                 f"The shipped pretrained model {S.shipped_name(name)}, trained as: {S.how_trained(folder)}. "
+                 "Rows as in the traversals above; compare with the models this study trained.",
                  lambda folder=folder, name=name: F.traversals(load_run(folder), data, f"{ds} / shipped {name}", span=span))
         if loaded:
             _add(rep, f"reconstructions_{ds}", f"Reconstructions: {ds}",
@@ -263,7 +264,7 @@ def environment(rep: Report) -> list[tuple[str, str]]:
     import numpy
     import torch
 
-    from untwine import __version__
+    from .._version import __version__
 
     sums = [_read_json(rep.root / r["run"] / "summary.json") or {} for r in rep.rows]
     train_s = sum(float(s.get("wall_time_s") or 0) for s in sums)

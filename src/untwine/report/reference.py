@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..naming import format_value
 from ..objectives.tc import REPORTED_TC
 from ..studies.references import Claim, Reference
-from ..studies.study import Study, format_value
+from ..studies.study import Study
 from .tables import COLUMN_LABELS, Stat, Table, fmt
 
 # What our results.csv columns measure (validation terms: on the run's held-out images).

@@ -79,6 +79,15 @@ def disentangled_sentence(rows: Sequence[dict[str, Any]]) -> str | None:
             "shipped model (`untwine pretrained list`).")
 
 
+def shipped_name(name: str) -> str:
+    """Shipped model ``name``, followed by its caveat (:data:`untwine.pretrained.CAVEATS`) in
+    brackets where it has one, e.g. ``"factor-vae-beta16-dsprites (FactorVAE with KL weight 16, ...)"``."""
+    from .. import pretrained
+
+    caveat = pretrained.caveat(name)
+    return f"{name} ({caveat})" if caveat else name
+
+
 def resolve(names: Sequence[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(name, run folder)`` of the shipped models among ``names``, and a note for each missing one."""
     from .. import pretrained
@@ -88,7 +97,8 @@ def resolve(names: Sequence[str]) -> tuple[list[tuple[str, Path]], list[str]]:
         try:
             found.append((name, pretrained.path(name)))
         except KeyError as e:
-            notes.append(f"pretrained model {name!r} is not shipped in this version ({e.args[0]})")
+            notes.append(str(e) if name in pretrained.RENAMED else
+                         f"pretrained model {name!r} is not shipped in this version ({e.args[0]})")
     return found, notes
 
 
@@ -108,8 +118,9 @@ def comparison_table(root: Path, rows: Sequence[dict[str, Any]], shipped: Sequen
         t.rows.append([r["run"], "this study", how, _mig(r.get("mig")), verdict(r.get("mig"))])
     for name, folder in shipped:
         mig = _read(folder / "metrics.json").get("mig")
-        t.rows.append([name, "shipped (untwine pretrained)", how_trained(folder), _mig(mig), verdict(mig)])
+        t.rows.append([shipped_name(name), "shipped (untwine pretrained)", how_trained(folder), _mig(mig), verdict(mig)])
     return t
 
 
-__all__ = ["DISENTANGLED_MIG", "comparison_table", "disentangled_sentence", "how_trained", "resolve", "verdict"]
+__all__ = ["DISENTANGLED_MIG", "comparison_table", "disentangled_sentence", "how_trained", "resolve", "shipped_name",
+           "verdict"]

@@ -1,29 +1,68 @@
 """The live view of a sweep: a rich progress bar (runs done / running / failed, elapsed, ETA) and
-one line per finished run; nothing when disabled."""
+one line per finished run; nothing when disabled.
+
+The ETA counts training steps, not runs: each pending run weighs the steps it has left (a resumed
+run, those after its newest checkpoint), and the rate is the steps of the runs finished in this
+call over this call's elapsed time. It is computed when a run finishes and counts down between
+finishes (rich's own estimate keeps 30 s of samples, so it is blank when runs take longer)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import time
+from typing import Any, Callable, Sequence
 
 from .execute import RunOutcome, RunSpec
 
 
-class ProgressView:
-    """A live rich view: runs done / running / failed, elapsed and ETA; one line per finished run."""
+def steps_left(spec: RunSpec) -> int:
+    """Training steps pending run ``spec`` has left: its ``steps`` less its newest checkpoint's step
+    (read from the checkpoint's manifest, unverified: an estimate for the ETA)."""
+    from ..train import checkpoint
 
-    def __init__(self, total: int, skipped: int, jobs: int, backend: str, enabled: bool = True) -> None:
+    steps = int(spec.config.get("steps") or 0)
+    for name in checkpoint.ORDER:
+        try:
+            done = int(json.loads((spec.dir / name / checkpoint.MANIFEST).read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return max(steps - done, 0)
+    return steps
+
+
+def clock_text(seconds: float) -> str:
+    """``H:MM:SS`` (as rich's elapsed column)."""
+    s = int(round(max(seconds, 0.0)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class ProgressView:
+    """A live rich view: runs done / running / failed, elapsed and ETA; one line per finished run.
+
+    ``pending``: the runs to do (their steps left weigh the ETA; without them each run weighs 1);
+    ``clock``: seconds, for the ETA."""
+
+    def __init__(self, total: int, skipped: int, jobs: int, backend: str, enabled: bool = True,
+                 pending: Sequence[RunSpec] = (), clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.skipped, self.jobs, self.backend = total, skipped, jobs, backend
         self.enabled = enabled
         self.running: list[str] = []
         self.failed = 0
         self.finished = 0
         self._progress = None
+        self.clock = clock
+        self.by_steps = bool(pending)
+        self.work = {s.name: steps_left(s) for s in pending}
+        self.steps = {s.name: int(s.config.get("steps") or 0) for s in pending}
+        self.left = sum(self.work.values()) if pending else total - skipped  # steps (or runs) not done yet
+        self.trained = 0  # steps of the runs finished in this call
+        self.t0 = self.clock()
+        self.deadline: float | None = None  # when the last estimate expects the sweep to end
 
     def __enter__(self) -> "ProgressView":
         if not self.enabled:
             return self
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
             TextColumn("[bold]sweep[/]"),
@@ -31,19 +70,27 @@ class ProgressView:
             MofNCompleteColumn(),
             TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            _eta_column(self),
             TextColumn("{task.description}"),
         )
         self._progress.__enter__()
         pending = self.total - self.skipped
+        self.t0 = self.clock()
         self._task = self._progress.add_task("", total=pending, running=0, failed=0)
+        resumed = [n for n, w in self.work.items() if w < self.steps[n]]
         self._progress.console.print(
-            f"{self.total} runs: {self.skipped} already finished, {pending} to run "
-            f"({self.backend} backend, "
+            f"{self.total} runs: {self.skipped} already finished, {pending} to run"
+            + (f" ({len(resumed)} resumed; {self.left:,} of {sum(self.steps.values()):,} training steps left)"
+               if resumed else "")
+            + f" ({self.backend} backend, "
             + ("cluster-sized)" if self.jobs is None else f"{self.jobs} job{'s' if self.jobs != 1 else ''})")
         )
         return self
+
+    def eta(self) -> float | None:
+        """Seconds left by the estimate made when the last run finished, counted down since;
+        ``None`` until a run that trained has finished."""
+        return None if self.deadline is None else max(self.deadline - self.clock(), 0.0)
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
@@ -64,6 +111,13 @@ class ProgressView:
             self.running.remove(o.name)
         self.failed += o.status == "failed"
         self.finished += o.status == "finished"
+        work = self.work.pop(o.name, 0) if self.by_steps else 1
+        self.left = max(self.left - work, 0)
+        if o.status == "finished":  # a failed run's steps leave the estimate (it did not train them all)
+            self.trained += work
+        if self.trained > 0:
+            now = self.clock()
+            self.deadline = now + self.left * (now - self.t0) / self.trained
         mark = {"finished": "[green]done[/]", "failed": "[red]FAILED[/]"}.get(o.status, o.status)
         self.note(f"{mark} {o.name} ({o.wall_s:.0f} s){'  ' + o.error if o.error else ''}")
         self._update(advance=1)
@@ -73,4 +127,17 @@ class ProgressView:
             self._progress.console.print(msg, highlight=False)
 
 
-__all__ = ["ProgressView"]
+def _eta_column(view: ProgressView) -> Any:
+    """The rich column that shows ``view.eta()`` (rich is imported only when the view is shown)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            left = view.eta()
+            return Text("ETA " + ("-:--:--" if left is None else clock_text(left)), style="progress.remaining")
+
+    return EtaColumn()
+
+
+__all__ = ["ProgressView", "clock_text", "steps_left"]

@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..naming import format_value
 from ..train import files
 from ..train.files import RunFolderError
-from .study import Study, format_value
+from .study import Study
 
 # Preferred column orders; anything else follows alphabetically.
 VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "tc_batch", "d_real", "d_perm", "d_loss"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import MissingFileError, UserError
+from ..naming import format_value
 from .references import Claim, Reference, parse_references
 
 if sys.version_info >= (3, 11):
@@ -42,7 +44,7 @@ KEEP_SCORES = ("udr_lasso", "udr_spearman")
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
 
 
-class StudyError(ValueError):
+class StudyError(UserError):
     """A study file is invalid; the message names the file, the key and the fix."""
 
 
@@ -142,14 +144,6 @@ class Study:
         return f"study {self.path}" if self.path else f"study {self.name!r}"
 
 
-def format_value(v: float | int) -> str:
-    """A hyperparameter value as it appears in folder names: ``4``, ``0.5``, ``0.001``, ``1e-05``."""
-    f = float(v)
-    if f.is_integer() and abs(f) < 1e15:
-        return str(int(f))
-    return repr(f)
-
-
 def run_name(dataset: str, model: str, hparams: Mapping[str, float], seed: int) -> str:
     """Folder of one run relative to the sweep folder, e.g. ``dsprites/beta-vae/beta=4/seed=0``
     (several hyperparameters: ``beta=4,gamma=10``; none: ``dsprites/vae/seed=0``)."""
@@ -178,7 +172,7 @@ def load_study(
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"study file {p} not found")
+        raise MissingFileError(f"study file {p} not found")
     text = p.read_text(encoding="utf-8")
     return parse_study(text, path=p, overrides=overrides)
 
@@ -285,12 +279,9 @@ def _model(m: Any, i: int, where: str) -> ModelGrid:
     except ValueError as e:
         raise StudyError(f"{where}: {label}: {e}") from None
     name = cls.name
-    label = f"{label} ({name})"
+    index, label = label, f"{label} ({name})"
     grid: dict[str, list[float]] = {}
     for hp, values in m.get("grid", {}).items():
-        if hp not in cls.params:
-            takes = ", ".join(cls.params) or "no hyperparameters"
-            raise StudyError(f"{where}: {label}: unknown hyperparameter {hp!r}; {name} takes {takes}")
         if not isinstance(values, list):
             values = [values]
         if not values:
@@ -304,44 +295,33 @@ def _model(m: Any, i: int, where: str) -> ModelGrid:
             raise StudyError(f"{where}: {label}: grid.{hp} has duplicate values: {values}")
         grid[hp] = [float(v) for v in values]
     train = _train_section(m.get("train", {}), where, f"{label}.train")
-    return ModelGrid(name=name, grid=grid, train=train)
-
-
-# result keys people write in [eval] metrics -> the suite's metric names (untwine.metrics.METRICS)
-METRIC_ALIASES = {
-    "beta_vae_score": "beta_vae",
-    "factor_vae_score": "factor_vae",
-    "dci_disentanglement": "dci",
-    "dci_completeness": "dci",
-    "dci_informativeness": "dci",
-    "explicitness": "modularity",
-}
+    model = ModelGrid(name=name, grid=grid, train=train)
+    for point in model.settings():  # names and values: the objective's one check
+        try:
+            cls.check_hparams(point)
+        except ValueError as e:
+            raise StudyError(f"{where}: {index}: {e}") from None
+    return model
 
 
 def _eval_section(ev: dict, where: str) -> dict:
-    """``metrics`` (names of :data:`untwine.metrics.METRICS`, or result keys such as
-    ``beta_vae_score``), ``sizes`` (see :func:`untwine.metrics.resolve_sizes`), ``seed``,
-    ``dci_backend``."""
+    """``metrics`` (names from the metric registry, or result keys such as ``beta_vae_score``:
+    :func:`untwine.metrics.registry.parse_names`), ``sizes`` (see
+    :func:`untwine.metrics.resolve_sizes`), ``seed``, ``dci_backend``."""
     _keys(ev, set(EVAL_KEYS), where, "[eval]")
     _types(ev, EVAL_KEYS, where, "eval")
     from untwine import metrics as M
+    from untwine.metrics import registry
 
     out: dict[str, Any] = {}
     if "metrics" in ev:
         names = _list_of(ev["metrics"], str, where, "eval.metrics")
         if not names:
             raise StudyError(f"{where}: eval.metrics is empty; omit it for the full suite")
-        norm = []
-        for x in names:
-            key = x.strip().lower().replace("-", "_")
-            key = METRIC_ALIASES.get(key, key)
-            if key not in M.METRICS:
-                raise StudyError(
-                    f"{where}: eval.metrics: unknown metric {x!r}; choose from {', '.join(M.METRICS)}"
-                )
-            if key not in norm:
-                norm.append(key)
-        out["metrics"] = norm
+        try:
+            out["metrics"] = registry.parse_names(names)
+        except ValueError as e:
+            raise StudyError(f"{where}: eval.metrics: {e}") from None
     if "sizes" in ev:
         sizes = ev["sizes"]
         for k, v in sizes.items():
@@ -356,8 +336,9 @@ def _eval_section(ev: dict, where: str) -> dict:
     if "seed" in ev:
         out["seed"] = ev["seed"]
     if "dci_backend" in ev:
-        if ev["dci_backend"] not in ("exact", "sklearn", "fast"):
-            raise StudyError(f"{where}: eval.dci_backend must be \"exact\", \"sklearn\" or \"fast\", got {ev['dci_backend']!r}")
+        if ev["dci_backend"] not in registry.BACKENDS:
+            raise StudyError(f"{where}: eval.dci_backend must be one of {', '.join(map(repr, registry.BACKENDS))}, "
+                             f"got {ev['dci_backend']!r}")
         out["dci_backend"] = ev["dci_backend"]
     if "udr_reference" in ev:
         from untwine import pretrained
@@ -365,6 +346,11 @@ def _eval_section(ev: dict, where: str) -> dict:
         refs = _list_of(ev["udr_reference"], str, where, "eval.udr_reference")
         for n in refs:
             if n not in pretrained.names():
+                if n in pretrained.RENAMED:
+                    try:
+                        pretrained.path(n)  # raises, saying what it became and why
+                    except KeyError as e:
+                        raise StudyError(f"{where}: eval.udr_reference: {e}") from None
                 raise StudyError(f"{where}: eval.udr_reference: {n!r} is not a shipped pretrained model; "
                                  f"choose from {', '.join(pretrained.names())} (untwine pretrained list)")
         out["udr_reference"] = refs
@@ -537,10 +523,10 @@ def load_sweep_study(root: str | os.PathLike, references: str | os.PathLike | No
     if study is not None and references is not None:
         p = Path(references)
         if not p.is_file():
-            raise FileNotFoundError(f"study file {p} not found (--references)")
+            raise MissingFileError(f"study file {p} not found (--references)")
         study = with_references(study, p.read_text(encoding="utf-8"), p)
     if study is not None:
         return study
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{r} is not a sweep folder (no study.json); run `untwine sweep STUDY.toml --out {r}` first"
     )

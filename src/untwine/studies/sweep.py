@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..errors import UserError
 from ..metrics.baseline import random_baseline
 from ..train import files
 from .execute import (FAILED, RunOutcome, RunSpec, Unit, _config, execute_pack,
@@ -42,21 +43,28 @@ class SweepResult:
 # ---------------------------------------------------------------------------------- the sweep
 def specs_for(study: Study, out: str | os.PathLike) -> list[RunSpec]:
     """One :class:`RunSpec` per run of ``study``, folders under ``out`` (absolute)."""
+    return _specs_and_configs(study, out)[0]
+
+
+def _specs_and_configs(study: Study, out: str | os.PathLike) -> tuple[list[RunSpec], dict[str, Any]]:
+    """:func:`specs_for`, and each run's validated ``RunConfig`` by name (for :func:`plan_units`)."""
     root = Path(out).resolve()
-    names = study.run_names()
-    return [
-        RunSpec(name, cfg.to_dict(), study.metrics, study.sizes, study.eval_seed, study.dci_backend)
-        for name, cfg in zip(names, study.runs(root))
-    ]
+    configs = dict(zip(study.run_names(), study.runs(root)))
+    specs = [RunSpec(name, cfg.to_dict(), study.metrics, study.sizes, study.eval_seed, study.dci_backend)
+             for name, cfg in configs.items()]
+    return specs, configs
 
 
-def plan_units(specs: Sequence[RunSpec], pack: int) -> list[list[RunSpec]]:
+def plan_units(specs: Sequence[RunSpec], pack: int, configs: Mapping[str, Any] | None = None) -> list[list[RunSpec]]:
     """Group ``specs`` into units of work: runs with equal
     :func:`~untwine.train.packed.pack_key` (the fields of :data:`untwine.train.packed.SHARED`) in
     packs of at most ``pack`` (study order within a group), the units ordered by their first
-    run's position in ``specs``. ``pack=1``: one unit per run."""
+    run's position in ``specs``. ``pack=1``: one unit per run. ``configs``: the specs'
+    ``RunConfig`` s by name, already validated (:meth:`Study.runs`), whose resolution
+    ``pack_key`` then reuses. The one check of ``pack >= 1`` (``sweep`` and ``untwine sweep
+    --pack`` rely on it)."""
     if pack < 1:
-        raise ValueError(f"--pack must be >= 1, got {pack}")
+        raise UserError(f"--pack must be >= 1, got {pack}")
     if pack == 1:
         return [[s] for s in specs]
     from untwine.train.packed import pack_key
@@ -64,7 +72,7 @@ def plan_units(specs: Sequence[RunSpec], pack: int) -> list[list[RunSpec]]:
     groups: dict[Any, list[int]] = {}
     for i, spec in enumerate(specs):
         try:
-            key: Any = pack_key(_config(spec))
+            key: Any = pack_key((configs or {}).get(spec.name) or _config(spec))
         except Exception:  # a bad config: alone (execute_run records why)
             key = ("alone", i)
         groups.setdefault(key, []).append(i)
@@ -110,24 +118,22 @@ def sweep(
     """
     from . import backends, results
 
-    if pack < 1:
-        raise ValueError(f"--pack must be >= 1, got {pack}")
     root = Path(out)
+    specs, configs = _specs_and_configs(study, root)
+    pending = [s for s in specs if not is_finished(s.dir)]
+    units = plan_units(pending, pack, configs)  # checks pack >= 1 before anything is written
     root.mkdir(parents=True, exist_ok=True)
     files.write_text(root / "study.toml", study.text)
     write_json(root / "study.json", study_dict(study))
-    specs = specs_for(study, root)
-    pending = [s for s in specs if not is_finished(s.dir)]
-    units = plan_units(pending, pack)
     per_run = max((int(s.config.get("threads") or 0) or (os.cpu_count() or 1) for s in pending), default=1)
     n_jobs = jobs if jobs is not None else (default_jobs(len(units), per_run) if backend == "local" else None)
     if n_jobs is not None and n_jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
+        raise UserError(f"--jobs must be >= 1, got {n_jobs}")
     run_all = backends.get(backend)
     todo = {s.name for s in pending}
     outcomes = {s.name: RunOutcome(s.name, "skipped") for s in specs if s.name not in todo}
     t0 = time.time()
-    view = ProgressView(len(specs), len(specs) - len(pending), n_jobs, backend, enabled=progress)
+    view = ProgressView(len(specs), len(specs) - len(pending), n_jobs, backend, enabled=progress, pending=pending)
 
     def on_done(o: RunOutcome) -> None:
         outcomes[o.name] = o

@@ -22,6 +22,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..errors import MissingExtraError, MissingFileError, UserError
+
 DEVICES = ("auto", "cpu", "cuda")
 # "on": torch.compile's "reduce-overhead" mode (CUDA graphs) on CUDA, its "default" mode on CPU.
 COMPILE_MODES = ("off", "on", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -98,7 +100,7 @@ class RunConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(known)} "
                 "(put hyperparameters such as beta under [hparams])"
             )
@@ -106,7 +108,7 @@ class RunConfig:
         for k, v in d.items():
             if k == "hparams":
                 if not isinstance(v, dict):
-                    raise ValueError(f"hparams must be a table of name = number, got {v!r}")
+                    raise UserError(f"hparams must be a table of name = number, got {v!r}")
                 kw[k] = {str(n): _number(f"hparams.{n}", x) for n, x in v.items()}
             else:
                 kw[k] = _coerce(k, v, cls.__dataclass_fields__[k].default)
@@ -124,12 +126,12 @@ class RunConfig:
         """Read a TOML file of top-level keys (``model = "beta-vae"``) plus an ``[hparams]`` table."""
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"config file {p} not found")
+            raise MissingFileError(f"config file {p} not found")
         try:
             with p.open("rb") as f:
                 d = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{p}: invalid TOML: {e}") from None
+            raise UserError(f"{p}: invalid TOML: {e}") from None
         return cls.from_dict(d)
 
     def to_toml(self) -> str:
@@ -151,16 +153,27 @@ class RunConfig:
     def resolved(self, *, check_dataset: bool = True) -> "RunConfig":
         """A validated copy with hyperparameters filled from the objective's ``params`` (those in
         its ``lr_defaults`` from ``lr``: FactorVAE's ``d_lr = lr``) and the automatic (``None``)
-        values chosen. Raises ``ValueError`` for any bad value."""
+        values chosen. Raises ``ValueError`` for any bad value.
+
+        A config is resolved once: the result is kept on this object (not pickled: ``"auto"``
+        depends on the machine) and a later call returns a copy of it while the fields are
+        unchanged, so ``untwine train``'s check and the run itself, or a sweep's plan check and
+        its packing, resolve a run once. A changed field, or a copy made with
+        ``dataclasses.replace``, resolves anew."""
         import torch
 
         from .. import objectives
         from ..models import ARCHITECTURES
         from .speed import resolve_precision
 
+        key = (repr(self.to_dict()), torch.get_num_threads())
+        kept = self.__dict__.get("_resolution")
+        if kept is not None and kept[0] == key and (kept[1] or not check_dataset):
+            return dataclasses.replace(kept[2], hparams=dict(kept[2].hparams))
+
         def need(ok: bool, msg: str) -> None:
             if not ok:
-                raise ValueError(msg)
+                raise UserError(msg)
 
         for name in ("steps", "batch_size", "latents", "eval_images", "log_every"):
             v = getattr(self, name)
@@ -200,9 +213,7 @@ class RunConfig:
         )
         need(isinstance(self.tensorboard, bool), f"tensorboard must be true or false, got {self.tensorboard!r}")
         if self.tensorboard:
-            from .tensorboard import require
-
-            require()  # MissingExtraError (a ValueError) naming the extra to install
+            require_tensorboard()  # MissingExtraError (a UserError) naming the extra to install
         if dev.startswith("cuda"):
             need(
                 torch.cuda.is_available(),
@@ -210,19 +221,11 @@ class RunConfig:
             )
 
         cls = objectives.get(self.model)  # ValueError naming the known models
-        unknown = sorted(set(self.hparams) - set(cls.params))
-        need(
-            not unknown,
-            f"{cls.name} does not take hyperparameter(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(cls.params) or 'none'}",
-        )
+        hparams = cls.check_hparams(self.hparams, lr=self.lr, latents=self.latents)  # defaults merged, validated
         need(
             self.batch_size >= cls.min_batch_size,
             f"{cls.name} needs batch_size >= {cls.min_batch_size}, got {self.batch_size}",
         )
-        follow_lr = {k: ratio * self.lr for k, ratio in cls.lr_defaults.items()}
-        hparams = {k: float(v) for k, v in {**cls.params, **follow_lr, **self.hparams}.items()}
-        cls(dataset_size=1, latents=self.latents, **hparams)  # runs the objective's validate()
 
         if check_dataset:
             from .. import data
@@ -230,7 +233,7 @@ class RunConfig:
             try:
                 spec = data.get(self.dataset)
             except KeyError as e:
-                raise ValueError(e.args[0]) from None
+                raise UserError(e.args[0]) from None
             need(
                 self.source is None or self.source in spec.sources,
                 f"{spec.name}: unknown source {self.source!r}; choose one of {', '.join(spec.sources)}",
@@ -239,7 +242,7 @@ class RunConfig:
         eval_every = self.eval_every or min(1000, max(1, self.steps // 20))
         checkpoint_every = self.checkpoint_every or min(5000, max(1, self.steps // 10))
         out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
-        return dataclasses.replace(
+        resolved = dataclasses.replace(
             self,
             precision=resolve_precision(
                 self.precision, dev, self.threads or torch.get_num_threads(), cls.name, hparams
@@ -251,11 +254,32 @@ class RunConfig:
             checkpoint_every=checkpoint_every,
             out=str(out),
         )
+        self.__dict__["_resolution"] = (key, check_dataset, resolved)
+        return dataclasses.replace(resolved, hparams=dict(hparams))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a resolution belongs to this process (precision "auto" depends on the machine)
+        return {k: v for k, v in self.__dict__.items() if k != "_resolution"}
+
+
+TENSORBOARD_INSTALL = "pip install 'untwine[tensorboard]'"
+
+
+def require_tensorboard() -> None:
+    """Raise :class:`~untwine.errors.MissingExtraError` naming the extra to install unless
+    ``tensorboard`` imports (``tensorboard = true`` needs it; :mod:`untwine.train.tensorboard`)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError(
+            f"tensorboard = true (--tensorboard) needs the tensorboard package: {TENSORBOARD_INSTALL}",
+            name="tensorboard",
+        ) from e
 
 
 def _number(name: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{name} must be a number, got {v!r}")
+        raise UserError(f"{name} must be a number, got {v!r}")
     return float(v)
 
 
@@ -265,11 +289,11 @@ def _coerce(name: str, v: Any, default: Any) -> Any:
         if v is not None and name in ("eval_every", "checkpoint_every"):
             return _int(name, v)
         if v is not None and not isinstance(v, str):
-            raise ValueError(f"{name} must be a string, got {v!r}")
+            raise UserError(f"{name} must be a string, got {v!r}")
         return v
     if isinstance(default, bool):
         if not isinstance(v, bool):
-            raise ValueError(f"{name} must be true or false, got {v!r}")
+            raise UserError(f"{name} must be true or false, got {v!r}")
         return v
     if isinstance(default, int):
         return _int(name, v)
@@ -277,7 +301,7 @@ def _coerce(name: str, v: Any, default: Any) -> Any:
         return _number(name, v)
     if isinstance(default, str):
         if not isinstance(v, str):
-            raise ValueError(f"{name} must be a string, got {v!r}")
+            raise UserError(f"{name} must be a string, got {v!r}")
         return v
     return v
 
@@ -286,7 +310,7 @@ def _int(name: str, v: Any) -> int:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{name} must be an integer, got {v!r}")
+        raise UserError(f"{name} must be an integer, got {v!r}")
     return v
 
 

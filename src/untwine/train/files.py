@@ -28,26 +28,21 @@ S/sweep_log.jsonl  :func:`read_jsonl`               a damaged last line is dropp
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..errors import DiskFullError, UserError, is_disk_full
+
 T = TypeVar("T")
 PathLike = str | os.PathLike
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """A file of a run or sweep folder is damaged or unreadable; the message names the file,
     what is wrong and the fix."""
-
-
-class DiskFullError(RunFolderError):
-    """The disk filled up while writing a file; the previous version of the file is intact."""
-
-    errno = errno.ENOSPC
 
 
 class RunFolderWarning(UserWarning):
@@ -71,10 +66,6 @@ def _write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def disk_full(path: PathLike, kept: str) -> DiskFullError:

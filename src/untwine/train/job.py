@@ -8,6 +8,7 @@ when it evaluates and checkpoints, what a NaN or Ctrl-C does to its folder) is w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -17,9 +18,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from .. import __version__, objectives
+from .. import objectives
+from .._version import __version__
 from ..data import BatchSampler, GroundTruthData, to_float, train_val_split
-from ..models import VAE
+from ..data.pairs import PairSampler
+from ..errors import UserError
+from ..models import VAE, Posterior
 from ..objectives import bernoulli_rec, kl_per_dim
 from ..objectives.tc import gaussian_tc
 from . import checkpoint
@@ -27,6 +31,7 @@ from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MeansRow, MetricsLog, RunningMeans, write_json
 from .resume import resume_point
 from .run import Run, load_run
+from .speed import cpu_model
 from .tensorboard import TensorBoardLog
 
 
@@ -48,7 +53,7 @@ def open_run(config: RunConfig, *, resume: bool, data: GroundTruthData | None) -
     out = Path(cfg.out)  # type: ignore[arg-type]
     if checkpoint.find(out) is not None or (out / "summary.json").exists():
         if not resume:
-            raise ValueError(
+            raise UserError(
                 f"{out} already holds a run; pass resume=True (--resume) to continue it, "
                 "or choose another out folder"
             )
@@ -92,11 +97,17 @@ class Job:
         # ------------------------------------------------------------------ data
         train_idx, val_idx = train_val_split(len(data), cfg.val_fraction, cfg.seed)
         if len(train_idx) == 0 or len(val_idx) == 0:
-            raise ValueError(f"{data.name} has {len(data)} images: too few for val_fraction={cfg.val_fraction}")
+            raise UserError(f"{data.name} has {len(data)} images: too few for val_fraction={cfg.val_fraction}")
         self.train_size, self.val_size = len(train_idx), len(val_idx)
-        self.sampler = BatchSampler(data, cfg.batch_size, train_idx, seed=cfg.seed, device=device)
+        self.pairs = objectives.get(cfg.model).pairs  # batches of B pairs, 2B images
+        self.sampler = _sampler(cfg, data, train_idx, device)
         val_rows = np.sort(np.random.default_rng(cfg.seed).permutation(val_idx)[: cfg.eval_images])
         self.val_x = to_float(data.images_at(torch.from_numpy(val_rows))).to(device)
+        if self.pairs:  # each validation image's partner, drawn once (the run's seed)
+            pairer = _sampler(cfg, data, val_rows, torch.device("cpu"))
+            rows2, self.val_labels = pairer.partners(pairer.factors[torch.from_numpy(val_rows)])
+            self.val_x2 = to_float(data.images_at(rows2)).to(device)
+        self.images_per_step = cfg.batch_size * (2 if self.pairs else 1)
 
         # ------------------------------------------------------------------ model, objective
         torch.manual_seed(cfg.seed)
@@ -146,6 +157,7 @@ class Job:
     def start(self) -> None:
         self.t_start = self.t_log = time.perf_counter()
         self.step_log = self.step
+        self.session_start = (self.step, self.t_start)  # this call's first step and time (summary "session")
 
     def initial_eval(self) -> None:
         if self.step == 0:
@@ -180,7 +192,7 @@ class Job:
         if logged:
             self.check_finite()
             now = time.perf_counter()
-            self.ips = (step - self.step_log) * cfg.batch_size / max(now - self.t_log, 1e-9)
+            self.ips = (step - self.step_log) * self.images_per_step / max(now - self.t_log, 1e-9)
             self.t_log, self.step_log = now, step
         if evaluating:
             self.last["train"] = self.running.means()
@@ -213,8 +225,17 @@ class Job:
         })
         self.last_good = self.step
 
+    def posterior(self) -> Posterior | None:
+        """What the model maps ``(mu, logvar)`` through before sampling in this step: a pair
+        objective's :meth:`~untwine.objectives.Objective.aggregate` with the labels of the batch
+        the sampler gave last; ``None`` for other objectives."""
+        if not self.pairs:
+            return None
+        return functools.partial(self.objective.aggregate, labels=self.sampler.labels)  # type: ignore[attr-defined]
+
     def evaluate(self) -> dict[str, Any]:
-        """Validation terms on ``val_x`` (no grad; own RNG so training is not perturbed)."""
+        """Validation terms on ``val_x`` (with pairs: ``val_x`` and their partners ``val_x2``; no
+        grad; own RNG so training is not perturbed)."""
         model, objective, val_x, cfg, step = self.model, self.objective, self.val_x, self.cfg, self.step
         model.eval()
         means = RunningMeans()
@@ -224,8 +245,11 @@ class Job:
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed + step)
             for i in range(0, len(val_x) - bs + 1, bs):
-                x = val_x[i : i + bs]
-                mu, logvar, z, logits = model(x)
+                x, posterior = val_x[i : i + bs], None
+                if self.pairs:
+                    x = torch.cat([x, self.val_x2[i : i + bs]])
+                    posterior = functools.partial(objective.aggregate, labels=self.val_labels[i : i + bs])
+                mu, logvar, z, logits = model(x, posterior)
                 terms = objective.terms(x, mu, logvar, z, logits, step)
                 means.add(_logs(terms, x, mu, logvar, z, logits, self.tc_fn, self.train_size))
                 codes.append(z.float())
@@ -278,7 +302,10 @@ class Job:
     def finish(self) -> None:
         """Write ``summary.json`` (whatever the status)."""
         cfg, step = self.cfg, self.step
-        self.elapsed += time.perf_counter() - self.t_start
+        now = time.perf_counter()
+        self.elapsed += now - self.t_start
+        first, t0 = getattr(self, "session_start", (step, now))
+        session_s = now - t0
         if self.tb is not None:
             self.tb.close()
         self.t_start = time.perf_counter()
@@ -291,18 +318,33 @@ class Job:
             "val": self.last["val"],
             "initial_val": self.last["initial_val"],
             "wall_time_s": self.elapsed,
-            "images_per_s": step * cfg.batch_size / max(self.elapsed, 1e-9),
+            "images_per_s": step * self.images_per_step / max(self.elapsed, 1e-9),  # a pair is two images
+            # the call that wrote this summary (a resumed run: from its checkpoint's step); the two above: the whole run
+            "session": {"first_step": first, "steps": step - first, "wall_time_s": session_s,
+                        "images_per_s": (step - first) * self.images_per_step / max(session_s, 1e-9)},
             "dataset": {"name": self.data.name, "source": self.data.source, "train_images": self.train_size,
                         "val_images": self.val_size, "eval_images": len(self.val_x)},
             "untwine_version": __version__,
             "torch_version": torch.__version__,
             "device": str(self.device),
+            **({"cpu": cpu_model()} if self.device.type == "cpu" else {}),
         })
 
     def result(self) -> Run:
         self.model.eval()
         summary = json.loads((self.out / "summary.json").read_text())
         return Run(self.out, self.cfg, self.model, summary)
+
+
+def _sampler(cfg: RunConfig, data: GroundTruthData, rows: np.ndarray, device: torch.device) -> BatchSampler:
+    """The run's batches from ``rows``: pairs (:class:`~untwine.data.pairs.PairSampler`, with the
+    objective's ``k`` and ``dlib_pairs``) for a pair objective, else single images."""
+    cls = objectives.get(cfg.model)
+    if not cls.pairs:
+        return BatchSampler(data, cfg.batch_size, rows, seed=cfg.seed, device=device)
+    hp = cfg.hparams  # resolved: the objective's defaults merged in (RunConfig.resolved)
+    return PairSampler(data, cfg.batch_size, rows, seed=cfg.seed, device=device,
+                       k=int(hp["k"]), mode="dlib" if hp["dlib_pairs"] else "paper")
 
 
 def _logs(
@@ -369,7 +411,7 @@ def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
     a, b = saved.to_dict(), cfg.to_dict()
     for k in a:
         if k not in RESUMABLE_CHANGES and a[k] != b[k]:
-            raise ValueError(
+            raise UserError(
                 f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
                 "settings (only steps, eval_every, checkpoint_every, log_every, device, compile, threads and "
                 "tensorboard may change) or choose another out folder"

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..data import GroundTruthData, load
+from ..errors import UserError
 from . import checkpoint
 from .config import RunConfig
 from .job import Job, Opened, _logs, load_optimizer_state, make_adam, open_run
@@ -121,7 +122,7 @@ def _fit(
     check_packable([opened[i].cfg for i in todo])  # type: ignore[union-attr]  # as resolved ("auto" precision)
     starts = sorted({opened[i].step for i in todo})  # type: ignore[union-attr]
     if len(starts) > 1:
-        raise ValueError(
+        raise UserError(
             f"cannot resume a pack whose runs stopped at different steps ({starts}); "
             "resume them one by one with untwine.train.train(config, resume=True)"
         )
@@ -213,7 +214,10 @@ class SingleStep:
         job.optimizer_state = self.optimizer.state_dict
         job.rng_state = checkpoint.rng_state
         self.fused = _fused_step(job, job.cfg, device)  # with compile: forward + terms + logs as one graph
-        self.forward = step_forward(job.model, job.cfg, device) if self.fused is None else job.model
+        if job.pairs:  # the posterior hook changes every step: the model runs uncompiled
+            self.forward = model_forward(job.model, job.cfg, device)
+        else:
+            self.forward = step_forward(job.model, job.cfg, device) if self.fused is None else job.model
 
     def __call__(self, step: int) -> None:
         job, objective, optimizer = self.job, self.job.objective, self.optimizer
@@ -221,7 +225,8 @@ class SingleStep:
         if job.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.fused is None:
-            mu, logvar, z, logits = self.forward(x)
+            posterior = job.posterior()
+            mu, logvar, z, logits = self.forward(x) if posterior is None else self.forward(x, posterior)
             terms = objective.terms(x, mu, logvar, z, logits, step)
         else:
             terms, logs = self.fused(x)
@@ -244,10 +249,11 @@ def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[...,
     the logged quantities as one compiled function, so on CUDA ("reduce-overhead") nearly the whole
     step (its backward too) replays as CUDA graphs instead of ~250 kernel launches. ``None``
     without compile, and for objectives whose terms depend on the step (``uses_step``) or that
-    train networks of their own (``has_extra_step``): those compile the model only."""
+    train networks of their own (``has_extra_step``): those compile the model only; pair
+    objectives (``pairs``) run uncompiled."""
     objective = job.objective
     mode = compile_mode(cfg.compile, device)
-    if mode is None or objective.uses_step or objective.has_extra_step:
+    if mode is None or objective.uses_step or objective.has_extra_step or objective.pairs:
         return None
     forward = model_forward(job.model, cfg, device)
 

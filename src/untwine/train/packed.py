@@ -53,6 +53,9 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from ..data import BatchSampler
+from ..errors import UserError
+from .. import objectives
+from ..models import Posterior
 from ..objectives.base import Objective
 from . import checkpoint
 from .config import RunConfig
@@ -77,15 +80,21 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
     for i, c in enumerate(configs[1:], 1):
         for f in SHARED:
             if _field(c, f) != _field(first, f):
-                raise ValueError(
+                raise UserError(
                     f"configs[{i}] has {f}={_field(c, f)!r} but configs[0] has {_field(first, f)!r}; "
                     f"a pack shares {', '.join(SHARED)} (seeds and hyperparameters may differ): "
                     "train such runs in separate packs"
                 )
+    pairs = {c.model: objectives.get(c.model).pairs for c in configs}
+    if len(set(pairs.values())) > 1:
+        raise UserError(
+            f"a pack cannot mix objectives trained on pairs with others ({', '.join(sorted(pairs))}): "
+            "their batches differ; pack them separately"
+        )
     outs = [c.out for c in configs]
     dup = sorted({o for o in outs if outs.count(o) > 1})
     if dup:
-        raise ValueError(f"two runs of the pack write to the same out folder {dup[0]!r}; give each run its own out")
+        raise UserError(f"two runs of the pack write to the same out folder {dup[0]!r}; give each run its own out")
 
 
 class _RNG:
@@ -278,27 +287,44 @@ class PackedVAE:
                 p.data = params[name].data[k]
         self._fn = torch.vmap(self._one, in_dims=(0, 0, 0, 0))
 
-    def _one(self, enc: dict, dec: dict, x: torch.Tensor, eps: torch.Tensor):
+    def _encode(self, enc: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.autocast:
             # bfloat16 weights and inputs: what torch.autocast does for these layers (conv, linear,
             # then elementwise ops in bfloat16); autocast itself does not reach inside torch.vmap.
             # The latent layers (FULL_PRECISION) keep float32 weights and cast for themselves.
             enc, x = _bf16(enc, self.encoder), x.to(torch.bfloat16)
         mu, logvar = functional_call(self.encoder, enc, (x,))
-        mu, logvar = mu.float(), logvar.float()  # no-ops with latent_layer heads; as AutocastForward
-        z = mu + torch.exp(0.5 * logvar) * eps
-        if self.autocast:
-            return mu, logvar, z, functional_call(self.decoder, _bf16(dec, self.decoder), (z,)).float()
-        return mu, logvar, z, functional_call(self.decoder, dec, (z,))
+        return mu.float(), logvar.float()  # no-ops with latent_layer heads; as AutocastForward
 
-    def __call__(self, x: torch.Tensor, eps: torch.Tensor):
+    def _decode(self, dec: dict, z: torch.Tensor) -> torch.Tensor:
+        if self.autocast:
+            return functional_call(self.decoder, _bf16(dec, self.decoder), (z,)).float()
+        return functional_call(self.decoder, dec, (z,))
+
+    def _one(self, enc: dict, dec: dict, x: torch.Tensor, eps: torch.Tensor, posterior: Posterior | None = None):
+        mu, logvar = self._encode(enc, x)
+        if posterior is not None:
+            mu, logvar = posterior(mu, logvar)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return mu, logvar, z, self._decode(dec, z)
+
+    def __call__(self, x: torch.Tensor, eps: torch.Tensor, posteriors: Sequence[Posterior | None] | None = None):
+        """``posteriors``: per run, what ``(mu, logvar)`` go through before sampling (pair
+        objectives, :meth:`untwine.train.job.Job.posterior`), or ``None``."""
         if self.backend == "vmap":
-            return self._fn(self.enc, self.dec, x, eps)
+            if posteriors is None:
+                return self._fn(self.enc, self.dec, x, eps)
+            mu, logvar = torch.vmap(self._encode)(self.enc, x)  # run by run only the aggregation
+            agg = [(m, v) if p is None else p(m, v) for p, m, v in zip(posteriors, mu.unbind(0), logvar.unbind(0))]
+            mu, logvar = torch.stack([a[0] for a in agg]), torch.stack([a[1] for a in agg])
+            z = mu + torch.exp(0.5 * logvar) * eps
+            return mu, logvar, z, torch.vmap(self._decode)(self.dec, z)
         outs = []
-        for enc, dec, xk, ek in zip(_unbind(self.enc), _unbind(self.dec), x.unbind(0), eps.unbind(0)):
+        posts = posteriors if posteriors is not None else [None] * len(x)
+        for enc, dec, xk, ek, post in zip(_unbind(self.enc), _unbind(self.dec), x.unbind(0), eps.unbind(0), posts):
             if self.channels_last:
                 xk = xk.contiguous(memory_format=torch.channels_last)
-            outs.append(self._one(enc, dec, xk, ek))
+            outs.append(self._one(enc, dec, xk, ek, post))
         return tuple(torch.stack(t) for t in zip(*outs))
 
     def parameters(self) -> list[torch.Tensor]:
@@ -362,7 +388,8 @@ class PackedStep:
             warnings.warn(f"train_packed runs its models uncompiled (compile={cfg.compile!r} applies to runs "
                           "trained alone with untwine.train.train)", stacklevel=3)
         self.backend, self.device, self.cfg = backend, device, cfg
-        self.shape = (cfg.batch_size, cfg.latents)
+        self.pairs = jobs[0].pairs  # (check_packable: all runs of a pack agree)
+        self.shape = (cfg.batch_size * (2 if self.pairs else 1), cfg.latents)
         self.rngs: dict[int, _RNG] = {}
         for job in jobs:
             if job.channels_last:  # the stacked weights are plain contiguous tensors
@@ -406,7 +433,8 @@ class PackedStep:
     def __call__(self, step: int) -> None:
         jobs, rngs = self.jobs, self.rng
         x = _next_batches([j.sampler for j in jobs])
-        mu, logvar, z, logits = self.model(x, torch.stack([rng.randn(self.shape) for rng in rngs]))
+        eps = torch.stack([rng.randn(self.shape) for rng in rngs])
+        mu, logvar, z, logits = self.model(x, eps, [j.posterior() for j in jobs] if self.pairs else None)
         # per run (x, mu, logvar, z, logits): views through one unbind per tensor
         outs = list(zip(*(t.unbind(0) for t in (x, mu, logvar, z, logits))))
         if self.together is not None:  # one objective class: its terms_packed, O(1) ops in K
@@ -433,9 +461,11 @@ class PackedStep:
 
 def pack_key(config: RunConfig) -> tuple:
     """Runs with equal keys can share a pack (for grouping a sweep's runs): :data:`SHARED`, with
-    ``precision`` as it resolves (``"auto"`` depends on the objective: ``speed.bf16_learns_the_same``)."""
+    ``precision`` as it resolves (``"auto"`` depends on the objective: ``speed.bf16_learns_the_same``),
+    and whether the objective trains on pairs."""
     precision = config.resolved(check_dataset=False).precision
-    return tuple(precision if f == "precision" else _field(config, f) for f in SHARED)
+    pairs = objectives.get(config.model).pairs
+    return (*(precision if f == "precision" else _field(config, f) for f in SHARED), pairs)
 
 
 def __getattr__(name: str) -> Any:

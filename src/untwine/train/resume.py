@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from . import checkpoint
 
 
@@ -58,7 +59,7 @@ def resume_point(run_dir: str | os.PathLike, steps: int) -> ResumePoint:
         return ResumePoint(None, 0, False)
     step = saved_step(ckpt)
     if step > steps:
-        raise ValueError(f"{Path(run_dir)}: the checkpoint is at step {step}, beyond steps={steps}")
+        raise UserError(f"{Path(run_dir)}: the checkpoint is at step {step}, beyond steps={steps}")
     return ResumePoint(ckpt, step, step == steps and status(run_dir) == "finished")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MissingFileError
 from ..models import VAE
 from . import checkpoint, files
 from .config import RunConfig
@@ -122,10 +123,10 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     :class:`~untwine.train.files.RunFolderError` (a damaged file, named in the message)."""
     d = Path(run_dir)
     if not (d / "config.json").is_file():
-        raise FileNotFoundError(f"{d} is not a run folder (no config.json); train one with `untwine train --out {d}`")
+        raise MissingFileError(f"{d} is not a run folder (no config.json); train one with `untwine train --out {d}`")
     ckpt = checkpoint.find(d)
     if ckpt is None:
-        raise FileNotFoundError(f"{d} has no checkpoint yet (the run has not saved one)")
+        raise MissingFileError(f"{d} has no checkpoint yet (the run has not saved one)")
     config = RunConfig.from_json(d / "config.json")
     meta = checkpoint.model_metadata(ckpt)
     model = VAE(meta.get("arch", config.arch), int(meta.get("channels", 1)), int(meta.get("latents", config.latents)))

@@ -25,7 +25,8 @@ from typing import Callable, Iterator, Mapping, TypeVar
 import torch
 from torch import nn
 
-from ..models import VAE
+from ..models import VAE, Posterior
+from ..errors import UserError
 from .config import RunConfig
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -39,10 +40,12 @@ class AutocastForward(nn.Module):
         super().__init__()
         self.model, self.device_type, self.dtype = model, device_type, dtype
 
-    def forward(self, x: torch.Tensor) -> Outputs:
+    def forward(self, x: torch.Tensor, posterior: Posterior | None = None) -> Outputs:
         with torch.autocast(self.device_type, dtype=self.dtype):
             mu, logvar = self.model.encoder(x)
         mu, logvar = mu.float(), logvar.float()
+        if posterior is not None:  # in float32, as VAE.forward's
+            mu, logvar = posterior(mu, logvar)
         z = self.model.reparameterize(mu, logvar)
         with torch.autocast(self.device_type, dtype=self.dtype):
             logits = self.model.decoder(z)
@@ -115,7 +118,7 @@ def cpu_bf16_pays(threads: int) -> bool:
     env = os.environ.get("UNTWINE_CPU_BF16", "")
     if env:
         if env not in ("0", "1"):
-            raise ValueError(f"UNTWINE_CPU_BF16 must be 1 (use bf16 on this CPU) or 0 (use fp32), "
+            raise UserError(f"UNTWINE_CPU_BF16 must be 1 (use bf16 on this CPU) or 0 (use fp32), "
                              f"got {env!r}; unset it to let untwine measure")
         return env == "1"
     if not bf16_native("cpu"):
@@ -208,8 +211,13 @@ def bf16_learns_the_same(model: str, hparams: Mapping[str, float]) -> bool:
     """Whether ``precision = "auto"`` may pick bf16 for this objective. False where bf16 was
     measured not to learn what fp32 learns (``docs/results/precision_check``): the plain VAE and
     beta-VAE with beta <= 1, where bf16 runs ended with lower MIG (0.026 vs 0.041 at 5,000 steps,
-    5 seeds each, Welch p = 0.04) while beta 16 and FactorVAE (gamma 10) learned the same."""
-    return not (model == "vae" or (model == "beta-vae" and hparams.get("beta", 4.0) <= 1))
+    5 seeds each, Welch p = 0.04) while beta 16 and FactorVAE (gamma 10) learned the same.
+    A beta left out is the objective's default (``params``)."""
+    if model != "beta-vae":
+        return model != "vae"
+    from .. import objectives
+
+    return objectives.get(model).check_hparams(hparams)["beta"] > 1
 
 
 def resolve_precision(setting: str, device: str, threads: int = 0, model: str | None = None,

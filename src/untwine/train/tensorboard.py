@@ -6,10 +6,10 @@
 * ``train/<term>`` and ``val/<term>``: every scalar of a row (``loss``, ``rec``, ``kl``, ``elbo``,
   ``tc``...), stored as float32 as TensorBoard stores scalars;
 * ``train_kl_per_latent/z<i>`` and ``val_kl_per_latent/z<i>``: the row's ``kl_dims``;
-* at each evaluation (the steps with a ``val`` row): ``metrics/mig`` and ``metrics/modularity``
-  of the mean codes of the run's validation images (``eval_images`` of them: a small-sample
-  estimate beside ``untwine evaluate``'s 10,000 points), and ``traversals``, the report's latent
-  traversal figure (:func:`untwine.report.figures.traversals`) as an image.
+* at each evaluation (the steps with a ``val`` row): what the views of
+  :data:`untwine.hooks.tensorboard_views` give, put there from above since this layer may not
+  import the metrics or the report: the built-in one (:mod:`untwine.report.tensorboard`) gives
+  ``metrics/mig``, ``metrics/modularity`` and ``traversals``, the report's latent traversal figure.
 
 Nothing here draws from torch's or numpy's global random streams, so a run's weights and
 ``metrics.jsonl`` are the same with and without it. The writer is flushed after each evaluation,
@@ -23,7 +23,6 @@ from step 0 removes the event files a previous attempt left.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import time
@@ -33,26 +32,16 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from .. import hooks
+from ..errors import MissingExtraError
+from .config import TENSORBOARD_INSTALL as INSTALL, require_tensorboard as require
+from .run import Run
+
+__all__ = ["INSTALL", "TB_DIR", "MissingExtraError", "TensorBoardLog", "keep_through", "require"]
+
 TB_DIR = "tb"
-INSTALL = "pip install 'untwine[tensorboard]'"
 _EVENTS = "events.out.tfevents."  # TensorBoard reads the files whose names contain "tfevents"
 _PARTIAL = ".keep-through.partial"
-
-
-class MissingExtraError(ImportError, ValueError):
-    """An optional package is not installed. Also a ``ValueError``, so config checks and the CLI
-    report it as they report any bad setting."""
-
-
-def require() -> None:
-    """Raise :class:`MissingExtraError` naming the extra to install unless ``tensorboard`` imports."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError as e:
-        raise MissingExtraError(
-            f"tensorboard = true (--tensorboard) needs the tensorboard package: {INSTALL}",
-            name="tensorboard",
-        ) from e
 
 
 class TensorBoardLog:
@@ -79,7 +68,8 @@ class TensorBoardLog:
 
     def write(self, step: int, rows: Mapping[str, Mapping[str, Any]], model: torch.nn.Module) -> None:
         """Write the ``metrics.jsonl`` rows of ``step`` (``split -> values``); with a ``val`` row
-        (an evaluation), also the metrics and the traversal image of ``model``; then flush."""
+        (an evaluation), also what the views of :data:`untwine.hooks.tensorboard_views` give for
+        ``model``; then flush."""
         for split, values in rows.items():
             for key, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -88,32 +78,14 @@ class TensorBoardLog:
                     for i, x in enumerate(v):
                         self.writer.add_scalar(f"{split}_kl_per_latent/z{i}", x, step)
         if "val" in rows:
-            for name, value in self.metrics(model).items():
-                self.writer.add_scalar(f"metrics/{name}", value, step)
-            self.writer.add_image("traversals", self.traversal(step, model, rows["val"]), step, dataformats="HWC")
+            run = Run(self.dir.parent, None, model, {"val": dict(rows["val"])}, precision="fp32")  # type: ignore[arg-type]
+            for view in hooks.tensorboard_views:
+                for tag, value in view(run, self.data, self.val_x, self.val_factors, step).items():
+                    if isinstance(value, np.ndarray):
+                        self.writer.add_image(tag, value, step, dataformats="HWC")
+                    else:
+                        self.writer.add_scalar(tag, float(value), step)
         self.writer.flush()
-
-    @torch.no_grad()
-    def metrics(self, model: torch.nn.Module) -> dict[str, float]:
-        """MIG and modularity of the mean codes of the validation images (cheap array metrics)."""
-        from ..metrics.mig import mig
-        from ..metrics.modularity import modularity_from_mi
-
-        codes = torch.cat([model.encode(self.val_x[i : i + 256])[0].float()  # type: ignore[operator]
-                           for i in range(0, len(self.val_x), 256)]).cpu().numpy()
-        m = mig(codes, self.val_factors)
-        return {"mig": m["mig"], "modularity": modularity_from_mi(m["mutual_info"])[0]}
-
-    def traversal(self, step: int, model: torch.nn.Module, val: Mapping[str, Any]) -> np.ndarray:
-        """The report's traversal figure of ``model`` (rows sorted by validation KL) as ``H x W x 3`` uint8."""
-        from PIL import Image
-
-        from ..report.figures import to_png, traversals
-        from .run import Run
-
-        run = Run(self.dir.parent, None, model, {"val": dict(val)}, precision="fp32")  # type: ignore[arg-type]
-        png = to_png(traversals(run, self.data, f"step {step}"))
-        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
     def close(self) -> None:
         self.writer.close()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
+from ...errors import UserError
+
 # name -> module defining run_all (imported on demand: optional backends need extra packages)
 BACKENDS: dict[str, str] = {
     "local": "untwine.studies.backends.local",
@@ -27,13 +29,13 @@ def names() -> list[str]:
 def get(name: str) -> Callable:
     """The ``run_all`` function of backend ``name``."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     try:
         module = importlib.import_module(BACKENDS[name])
     except ModuleNotFoundError as e:
         if e.name == BACKENDS[name]:
-            raise ValueError(f"backend {name!r} is not available in this version") from None
-        raise ValueError(
+            raise UserError(f"backend {name!r} is not available in this version") from None
+        raise UserError(
             f"backend {name!r} needs the package {e.name!r}: pip install 'untwine[{name}]'"
         ) from None
     return module.run_all

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import ray  # a missing ray -> ModuleNotFoundError(name="ray"): backends.get() names the extra
 
+from ...errors import UserError
 from ..execute import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
@@ -61,7 +62,7 @@ def connect(address: str | None = None, runtime_env: dict[str, Any] | None = Non
     if address == "local":
         kw["num_cpus"] = num_cpus
     elif num_cpus is not None:
-        raise ValueError("local_cpus sizes a local Ray instance only; drop it when joining a "
+        raise UserError("local_cpus sizes a local Ray instance only; drop it when joining a "
                          f"cluster (address={address!r})")
     try:
         ctx = ray.init(address=address, **kw)
@@ -158,13 +159,13 @@ def run_all(
     of memory) gives a ``failed`` outcome saying why.
     """
     if not num_cpus > 0:
-        raise ValueError(f"num_cpus per run must be > 0, got {num_cpus}")
+        raise UserError(f"num_cpus per run must be > 0, got {num_cpus}")
     if num_gpus < 0:
-        raise ValueError(f"num_gpus per run must be >= 0, got {num_gpus}")
+        raise UserError(f"num_gpus per run must be >= 0, got {num_gpus}")
     if jobs is not None and jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+        raise UserError(f"jobs must be >= 1, got {jobs}")
     if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        raise UserError(f"max_retries must be >= 0, got {max_retries}")
     on_start = on_start or (lambda s: None)
     on_done = on_done or (lambda o: None)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -1,0 +1,369 @@
+"""docs/results/weak: the Ada-GVAE recipe's evaluation draws (issue 30), every draw the two study
+files plan (a planned draw without a finished run folder is listed as not run), and the recipe
+beside the unsupervised recipes and the shipped models, each from its own committed data.
+
+The draws' data, once committed (README "How it was made"): ``weak/sweeps/{bf16,fp32}/`` (the
+sweep folders without checkpoints: results.csv, timings.csv, the run folders), ``weak/draws.csv``
+(``scripts/recipe_draws.py``: per-factor MIG, active latents, max NMI) and ``weak/machine.json``
+(``{"cpu": untwine.train.speed.cpu_model(), "torch": ..., "code": ...}``). Until then the tables
+say that no draws are committed yet."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from typing import Any
+
+from .core import (FACTORS, MBF, SHIPPED_DIR, TABLES, Table, csv_rows, draw_list, factor_columns, key, markdown_table,
+                   num, read_csv, read_json, read_toml, register, results_path, span, thousands)
+from .demo_recipe import DEMO, gamma0_draws
+
+WEAK = "weak"
+BAR = 0.3  # issue 30's bar: MIG >= 0.3 (in at least 9 of 10 draws)
+STUDIES = ("draws_bf16.toml", "draws_fp32.toml")  # the evaluation draws' study files
+NONE_YET = "no draws committed yet"
+PAIR_MODELS = {"ada-gvae", "ada-ml-vae", "gvae", "ml-vae"}  # a step's batch is pairs: two images each
+HIDDEN_HPARAMS = {"stratified", "dlib_pairs"}  # switches at their defaults, not the recipe's settings
+# CPUs the folders' READMEs state (their "Machine" lines; the run folders there do not record one)
+ZOO_CPU = ("zoo/README.md",
+           "Intel Xeon with AMX and AVX512-BF16 (`Intel(R) Xeon(R) Processor`, family 6 model 167)")
+DEMO_CPU = (f"{DEMO}/README.md",
+            "Intel Xeon **with AMX** and AVX512-BF16 (`Intel(R) Xeon(R) Processor`, family 6 model 167)")
+
+
+# ------------------------------------------------------------------------------- small helpers
+def hit(v: Any) -> bool:
+    return v not in (None, "") and float(v) >= BAR
+
+
+def mig_cell(v: Any) -> str:
+    return f"**{num(v)}**" if hit(v) else num(v)
+
+
+def hits(values: list[Any]) -> int:
+    return sum(hit(v) for v in values)
+
+
+def med(values: list[Any], digits: int = 3, of: int | None = None) -> str:
+    """Median of the non-empty ``values``; ``-`` when none; ``(k of n draws)`` when some are empty."""
+    vs = [float(v) for v in values if v not in (None, "")]
+    if not vs:
+        return "-"
+    n = len(values) if of is None else of
+    return num(statistics.median(vs), digits) + (f" ({len(vs)} of {n} draws)" if len(vs) < n else "")
+
+
+def minutes(seconds: Any) -> str:
+    return "" if seconds in (None, "") else repr(float(seconds) / 60)
+
+
+def recipe_label(cfg: dict) -> str:
+    """``ada-gvae (beta 1, k 1), lr 0.001, 8,000 steps x 32 pairs (64 images)`` from a run's config
+    (or a study file's settings in the same keys)."""
+    hp = ", ".join(f"{k} {float(v):g}" for k, v in sorted(cfg.get("hparams", {}).items()) if k not in HIDDEN_HPARAMS)
+    b = int(cfg["batch_size"])
+    per_step = f"{b} pairs ({2 * b} images)" if cfg["model"] in PAIR_MODELS else f"{b} images"
+    return f"{cfg['model']}" + (f" ({hp})" if hp else "") + f", lr {float(cfg['lr']):g}, " \
+           f"{thousands(cfg['steps'])} steps x {per_step}"
+
+
+def images_per_step(cfg: dict) -> int:
+    return int(cfg["batch_size"]) * (2 if cfg["model"] in PAIR_MODELS else 1)
+
+
+# ------------------------------------------------------------------------------- CPUs
+def cpu_key(text: str) -> tuple | None:
+    """(vendor, family, model) of a CPU as recorded: ``cpu_model()``'s ``NAME (F/M/S)`` or prose's
+    ``family F model M``; None when the text names no family and model."""
+    m = re.search(r"\((\d+)/(\d+)(?:/\d+)?\)", text) or re.search(r"family (\d+) model (\d+)", text)
+    if not m:
+        return None
+    vendor = "AMD" if "AMD" in text else "Intel" if "Intel" in text else ""
+    return vendor, int(m.group(1)), int(m.group(2))
+
+
+def stated_cpu(where: tuple[str, str]) -> dict:
+    """A CPU stated in a README's prose: the phrase must still be there (whitespace aside), or the
+    check fails and says where, rather than show a CPU the folder no longer states."""
+    path, phrase = where
+    text = " ".join(results_path(path).read_text().split())
+    if phrase not in text:
+        raise SystemExit(f"docs/results/{path} no longer states its CPU as {phrase!r}: update scripts/results/weak.py")
+    k = cpu_key(phrase)
+    label = f"Intel Xeon, family {k[1]} model {k[2]}" + (", AMX" if "AMX" in phrase else "")
+    return {"label": f"{label} (stated in `{path}`)", "keys": {k}}
+
+
+def recorded_cpu(summaries: list[dict], machine: str | None = None, stated: tuple[str, str] | None = None) -> dict:
+    """The CPU of a set of draws, from the data that records it: the run folders' summary.json
+    (``cpu``), else a machine.json, else a README's statement; else ``not recorded``."""
+    cpus = list(dict.fromkeys(s["cpu"] for s in summaries if s.get("cpu")))
+    if cpus:
+        return {"label": "; ".join(cpus) + " (runs' `summary.json`)", "keys": {cpu_key(c) for c in cpus}}
+    if machine and results_path(machine).is_file() and read_json(machine).get("cpu"):
+        cpu = read_json(machine)["cpu"]
+        return {"label": f"{cpu} (`{machine}`)", "keys": {cpu_key(cpu)}}
+    if stated:
+        return stated_cpu(stated)
+    return {"label": "not recorded", "keys": {None}}
+
+
+# ------------------------------------------------------------------------------- the weak draws
+def weak_studies() -> list[dict]:
+    return [read_toml(f"{WEAK}/{f}") | {"file": f} for f in STUDIES]
+
+
+def weak_config() -> dict:
+    """The recipe as the study files set it, in a run config's keys (checked: the same in both)."""
+    cfgs = []
+    for st in weak_studies():
+        (model,) = st["models"]
+        cfgs.append({"model": model["name"], "hparams": {k: v[0] for k, v in model["grid"].items()},
+                     **{k: st["train"][k] for k in ("lr", "steps", "batch_size")}})
+    if any(c != cfgs[0] for c in cfgs):
+        raise SystemExit(f"docs/results/{WEAK}: {' and '.join(STUDIES)} plan different recipes")
+    return cfgs[0]
+
+
+def committed() -> bool:
+    return results_path(f"{WEAK}/sweeps").is_dir()
+
+
+def weak_draws() -> list[dict]:
+    """One row per draw the study files plan, with its data where a finished run folder (with
+    metrics.json) is committed in ``weak/sweeps/PRECISION/``; ``ran`` False otherwise."""
+    per_factor = {}
+    if results_path(f"{WEAK}/draws.csv").is_file():
+        per_factor = {(r["precision"], int(r["seed"])): r for r in read_csv(f"{WEAK}/draws.csv")}
+    rows = []
+    for st in weak_studies():
+        prec, sweep = st["train"]["precision"], f"{WEAK}/sweeps/{st['train']['precision']}"
+        done, timing = {}, {}
+        if results_path(f"{sweep}/results.csv").is_file():
+            for r in read_csv(f"{sweep}/results.csv"):
+                if r.get("status") == "finished" and results_path(f"{sweep}/{r['run']}/metrics.json").is_file():
+                    done.setdefault(int(r["seed"]), r)
+        if results_path(f"{sweep}/timings.csv").is_file():
+            timing = {r["run"]: r for r in read_csv(f"{sweep}/timings.csv")}
+        for seed in sorted(int(s) for s in st["study"]["seeds"]):
+            row = {"precision": prec, "seed": str(seed), "study": st["file"], "ran": seed in done}
+            if seed in done:
+                r, d = done[seed], per_factor.get((prec, seed), {})
+                run = f"{sweep}/{r['run']}"
+                row |= {"mig": r["mig"], "dci": r.get("dci_disentanglement", ""),
+                        "minutes": minutes(timing.get(r["run"], {}).get("train_wall_s")),
+                        "active": d.get("active", ""), "max_nmi": d.get("max_nmi", ""),
+                        **{f: d.get(f, "") for f in FACTORS},
+                        "summary": read_json(f"{run}/summary.json") if results_path(f"{run}/summary.json").is_file()
+                        else {}}
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["precision"], int(r["seed"])))
+
+
+def draws_lead(rows: list[dict]) -> str:
+    ran = [r for r in rows if r["ran"]]
+    goal = "issue 30's goal: MIG >= 0.3 in at least 9 of 10"
+    if not committed():
+        return (f"**{NONE_YET.capitalize()}** (`docs/results/{WEAK}/sweeps/` is missing): 0 of {len(rows)} planned "
+                f"draws ran ({goal}).")
+    text = f"{len(ran)} of {len(rows)} planned draws ran; {hits([r['mig'] for r in ran])} reach MIG >= {BAR}"
+    if ran:
+        text += f"; median {med([r['mig'] for r in ran])}, range {span([r['mig'] for r in ran])}"
+    missing = [(r["precision"], r["seed"]) for r in rows if not r["ran"]]
+    if missing:
+        text += f". **Not run: {draw_list(missing)}**"
+    return text + f" ({goal})."
+
+
+@register(f"{WEAK}/draws")
+def draws() -> str:
+    """Every planned draw (the study files' seeds x precision): MIG and DCI disentanglement from
+    the sweep's results.csv, per-factor MIG, active latents and max NMI from draws.csv, minutes
+    from timings.csv (train_wall_s / 60)."""
+    rows = weak_draws()
+    body = []
+    for r in rows:
+        if r["ran"]:
+            body.append([r["precision"], r["seed"], mig_cell(r["mig"]), num(r["dci"]), *[num(r[f]) for f in FACTORS],
+                         r["active"] or "-", num(r["max_nmi"]), num(r["minutes"], 1), f"`{r['study']}`"])
+        else:
+            body.append([r["precision"], r["seed"], "**not run**", *["-"] * (len(FACTORS) + 4),
+                         f"planned in `{r['study']}`"])
+    return "\n".join([draws_lead(rows), "", markdown_table(
+        ["precision", "seed", "MIG", "DCI disentanglement", *FACTORS, "active latents", "max NMI", "minutes",
+         "study file"], body)])
+
+
+# ------------------------------------------------------------------------------- side by side
+def demo_draws() -> list[dict]:
+    """The beta-TCVAE demo recipe's gamma-0 draws (demo_recipe.gamma0_draws: evaluation and screen
+    told apart), with DCI (if the sweep's results.csv has it), minutes and config from its sweep."""
+    out = []
+    for r in gamma0_draws():
+        sweep, run = r["run"].split("/dsprites/", 1)
+        sweep, run = f"{DEMO}/gamma0/{sweep}", f"dsprites/{run}"
+        res = next(x for x in read_csv(f"{sweep}/results.csv") if x["run"] == run)
+        t = next(x for x in read_csv(f"{sweep}/timings.csv") if x["run"] == run)
+        out.append(dict(r, dci=res.get("dci_disentanglement", ""), minutes=minutes(t["train_wall_s"]),
+                        config=read_json(f"{sweep}/{run}/config.json"),
+                        summary=read_json(f"{sweep}/{run}/summary.json")))
+    return out
+
+
+def zoo_beta_vae() -> dict:
+    """beta-VAE beta 32, 24,000 steps: the replication sweeps' draws (the sweep's MIG; per factor
+    from replication_mig.csv, mig_by_factor.py as recipe_draws.py computes it)."""
+    mbf = {r["run"]: r for r in read_csv("zoo/replication/replication_mig.csv")}
+    rows, sums = [], []
+    for prec in ("bf16", "fp32"):
+        sweep = f"zoo/replication/{prec}"
+        t = {r["run"]: r for r in read_csv(f"{sweep}/timings.csv")}
+        for r in read_csv(f"{sweep}/results.csv"):
+            rows.append(dict(mbf[f"{prec}/{r['run']}"], mig=r["mig"], dci=r.get("dci_disentanglement", ""),
+                             minutes=minutes(t[r["run"]]["train_wall_s"])))
+            cfg = read_json(f"{sweep}/{r['run']}/config.json")
+            sums.append(read_json(f"{sweep}/{r['run']}/summary.json"))
+    return {"label": f"beta-VAE zoo recipe: {recipe_label(cfg)}", "rows": rows,
+            "cpu": recorded_cpu(sums, stated=ZOO_CPU),
+            "from": "`zoo/replication/`: the sweeps' `results.csv` (MIG), `timings.csv`; per factor "
+                    "`replication_mig.csv` (`mig_by_factor.py`); bf16 seed 0 (the shipped run, not run by the "
+                    "sweeps, scored at 24,000 steps by `mig_by_factor.py` only) not counted"}
+
+
+def zoo_factor_vae() -> dict:
+    """FactorVAE with KL weight 16, gamma 10, 24,000 steps: replication_mig.csv's five draws
+    (untwine evaluate: MIG and per factor; wall time), DCI where a sweep's results.csv has it."""
+    base = "zoo/factor_vae_replication"
+    dci, sums, cfg = {}, [], None
+    for prec in ("bf16", "fp32"):
+        for r in read_csv(f"{base}/{prec}/results.csv"):
+            dci[(prec, r["seed"])] = r.get("dci_disentanglement", "")
+            cfg = read_json(f"{base}/{prec}/{r['run']}/config.json")
+            sums.append(read_json(f"{base}/{prec}/{r['run']}/summary.json"))
+    rows = [dict(r, dci=dci.get((r["precision"], r["seed"]), ""), minutes=minutes(r["wall_time_s"]))
+            for r in read_csv(f"{base}/replication_mig.csv")]
+    if {int(r["steps"]) for r in rows} != {int(cfg["steps"])}:
+        raise SystemExit(f"docs/results/{base}/replication_mig.csv: draws of another length than the sweeps'")
+    return {"label": f"FactorVAE-with-KL-16 zoo recipe: {recipe_label(cfg)}", "rows": rows,
+            "cpu": recorded_cpu(sums, stated=ZOO_CPU),
+            "from": "`zoo/factor_vae_replication/replication_mig.csv` (`untwine evaluate`: MIG, per factor, wall "
+                    "time; bf16 seed 0 is the screen's run, resumed); DCI from the sweeps' `results.csv`"}
+
+
+def shipped_cpu(name: str) -> dict:
+    """The CPU the shipped model's COMMAND.txt says it was trained on (its first line)."""
+    path = SHIPPED_DIR / name / "COMMAND.txt"
+    line = " ".join(l.lstrip("# ") for l in path.read_text().splitlines()[:2]) if path.is_file() else ""
+    k = cpu_key(line)
+    if k is None:
+        return {"label": "not recorded", "keys": {None}}
+    label = ("Intel Xeon" if k[0] == "Intel" else k[0]) + f", family {k[1]} model {k[2]}" + \
+        (", AMX" if "AMX" in line else "")
+    return {"label": f"{label} (its `COMMAND.txt`)", "keys": {k}}
+
+
+def shipped() -> list[dict]:
+    out = []
+    for d in sorted(SHIPPED_DIR.iterdir()):
+        if not (d / "metrics.json").is_file():
+            continue
+        m, s = (json.loads((d / f).read_text()) for f in ("metrics.json", "summary.json"))
+        per = m.get("per_factor", {}).get("mig", [""] * len(FACTORS))
+        row = {"mig": m["mig"], "dci": m.get("dci_disentanglement", ""), **dict(zip(FACTORS, per)),
+               "minutes": minutes(s.get("wall_time_s"))}
+        out.append({"label": f"shipped `{d.name}`: {recipe_label(s['config'] | {'steps': s['steps']})}",
+                    "rows": [row], "cpu": recorded_cpu([s]) if s.get("cpu") else shipped_cpu(d.name),
+                    "from": "its `metrics.json` (`untwine evaluate`), `summary.json` (steps, wall time)"})
+    return out
+
+
+def weak_recipe(rows: list[dict]) -> dict:
+    ran = [r for r in rows if r["ran"]]
+    sums = [r["summary"] for r in ran]
+    return {"label": f"**Ada-GVAE (this recipe)**: {recipe_label(weak_config())}", "rows": ran, "planned": len(rows),
+            "cpu": recorded_cpu(sums, machine=f"{WEAK}/machine.json") if ran else {"label": "-", "keys": {None}},
+            "from": "the sweeps' `results.csv` (MIG, DCI), `timings.csv`; per factor `draws.csv` "
+                    "(`recipe_draws.py`)" if committed() else f"`{WEAK}/sweeps/`: {NONE_YET}"}
+
+
+def demo_recipe(rows: list[dict]) -> dict:
+    ev = [r for r in rows if r["role"] == "evaluation"]
+    sc = [r for r in rows if r["role"] == "screen"]
+    studies = ", ".join(f"`{s}`" for s in sorted({r["study"] for r in ev}))
+    screens = ", ".join(f"`{s}`" for s in sorted({r["study"] for r in sc}))
+    return {"label": f"beta-TCVAE demo recipe: {recipe_label(ev[0]['config'])}", "rows": ev,
+            "cpu": recorded_cpu([r["summary"] for r in ev], stated=DEMO_CPU),
+            "from": f"`{DEMO}/gamma0/draws.csv` (`recipe_draws.py`) and its sweeps' `results.csv`, `timings.csv`: "
+                    f"the evaluation draws ({studies}); the screen's "
+                    f"({draw_list([(r['precision'], r['seed']) for r in sc])}, {screens}) not counted"}
+
+
+@register(f"{WEAK}/side-by-side")
+def side_by_side() -> str:
+    recipes = [weak_recipe(weak_draws()), demo_recipe(demo_draws()), zoo_beta_vae(), zoo_factor_vae(), *shipped()]
+    body = []
+    for rc in recipes:
+        rows = rc["rows"]
+        n = str(len(rows)) + (f" of {rc['planned']} planned" if rc.get("planned", len(rows)) != len(rows) else "")
+        if not rows:
+            none = NONE_YET if not committed() else "none finished"
+            body.append([rc["label"], f"{n} ({none})", *["-"] * (5 + len(FACTORS)), rc["cpu"]["label"], rc["from"]])
+            continue
+        migs = [r["mig"] for r in rows]
+        body.append([rc["label"], n, f"{hits(migs)} of {len(rows)}", med(migs), span(migs),
+                     med([r.get("dci", "") for r in rows]), *[med([r.get(f, "") for r in rows]) for f in FACTORS],
+                     med([r["minutes"] for r in rows], 1), rc["cpu"]["label"], rc["from"]])
+    return markdown_table(["recipe (model and hyperparameters, steps x images per step)", "draws",
+                           f"draws with MIG >= {BAR}", "median MIG", "MIG min-max", "median DCI disentanglement",
+                           *[f"median MIG {f}" for f in FACTORS], "median minutes per draw", "CPU", "from"], body)
+
+
+@register(f"{WEAK}/same-seeds")
+def same_seeds() -> str:
+    """Ada-GVAE against the beta-TCVAE demo recipe on the (precision, seed) draws both ran."""
+    ours = {(r["precision"], int(r["seed"])): r for r in weak_draws() if r["ran"]}
+    demo = {(r["precision"], int(r["seed"])): r for r in demo_draws()}
+    common = sorted(set(ours) & set(demo))
+    if not common:
+        return (f"**{NONE_YET.capitalize()}**: no (precision, seed) draw of Ada-GVAE to set beside the demo recipe's."
+                if not ours else "The demo recipe ran none of the Ada-GVAE draws' (precision, seed).")
+    sets = [("every draw both ran", common)]
+    ev = [k for k in common if demo[k]["role"] == "evaluation"]
+    if ev and ev != common:
+        sets.append(("without the demo recipe's screen draws", ev))
+    screen = [k for k in common if k not in ev]
+    body = []
+    for label, keys in sets:
+        a, b = [ours[k]["mig"] for k in keys], [demo[k]["mig"] for k in keys]
+        higher = sum(float(x) > float(y) for x, y in zip(a, b))
+        body.append([f"{label}: {draw_list([(p, str(s)) for p, s in keys])}", str(len(keys)), med(a),
+                     f"{hits(a)} of {len(keys)}", med(b), f"{hits(b)} of {len(keys)}", f"{higher} of {len(keys)}"])
+    table = markdown_table(["draws (precision, seed)", "draws", "Ada-GVAE: median MIG", f"Ada-GVAE: MIG >= {BAR}",
+                            "beta-TCVAE demo: median MIG", f"beta-TCVAE demo: MIG >= {BAR}",
+                            "Ada-GVAE's MIG higher"], body)
+    wc, dc = weak_config(), demo[common[0]]["config"]
+    length = (f"Both {thousands(wc['steps'])} steps of {images_per_step(wc)} images"
+              if (wc["steps"], images_per_step(wc)) == (dc["steps"], images_per_step(dc)) else
+              f"Ada-GVAE {thousands(wc['steps'])} steps of {images_per_step(wc)} images, the demo recipe "
+              f"{thousands(dc['steps'])} of {images_per_step(dc)}")
+    cpu_a = recorded_cpu([ours[k]["summary"] for k in common], machine=f"{WEAK}/machine.json")
+    cpu_b = recorded_cpu([demo[k]["summary"] for k in common], stated=DEMO_CPU)
+    if None in cpu_a["keys"] | cpu_b["keys"]:
+        same = "whether the CPUs are the same is not recorded"
+    elif cpu_a["keys"] == cpu_b["keys"]:
+        same = "the same CPU model"
+    else:
+        same = "**the CPUs differ**"
+    studies = ", ".join(f"`{s}`" for s in dict.fromkeys(demo[k]["study"] for k in screen))
+    note = (f" The demo recipe's {draw_list([(p, str(s)) for p, s in screen])} "
+            f"{'is' if len(screen) == 1 else 'are'} its screen's ({studies}), not evaluation draws." if screen else "")
+    return (f"{table}\n\n{length} (Ada-GVAE: {wc['batch_size']} pairs). CPU: Ada-GVAE {cpu_a['label']}; the demo "
+            f"recipe {cpu_b['label']}: {same}.{note}")
+
+
+# The screen (screen.toml): not evaluation draws. mig_by_factor.py at the run's last checkpoint.
+TABLES[f"{WEAK}/screen"] = Table(
+    sources=[f"{WEAK}/screen_mig.csv"], rows=csv_rows(f"{WEAK}/screen_mig.csv"),
+    columns=[("run", key("run", lambda v: v.split("ada-gvae/", 1)[-1])), ("step", key("step", thousands)),
+             (f"MIG ({MBF})", key("mig", num)), *factor_columns()])

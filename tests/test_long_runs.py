@@ -1,0 +1,122 @@
+"""Long runs a user can leave alone (issue 31): the ETA and speed of resumed runs, in `untwine train`
+(its progress bar and summary) and in `untwine sweep`'s live view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from untwine.cli import main
+from untwine.studies.execute import RunOutcome, RunSpec
+from untwine.studies.progress import ProgressView, _eta_column, clock_text, steps_left
+from untwine.train import RunConfig, train
+from untwine.train.log import Progress
+
+from conftest import TINY
+
+
+# ------------------------------------------------------------------------ untwine train --resume
+def test_progress_of_a_resumed_run_counts_only_this_sessions_steps(monkeypatch):
+    """Resumed at step 5,000 of 10,000; 100 steps in 10 s: 10 steps/s and 4,900 steps (490 s) left."""
+    import tqdm.std
+
+    now = [1000.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])
+    bar = Progress(10_000, 5_000, True, "resumed")
+    now[0] += 10.0
+    bar.update(5_100, 640.0, {"loss": 1.0})
+    d = bar.bar.format_dict
+    assert (d["n"], d["initial"], d["elapsed"]) == (5_100, 5_000, 10.0)
+    assert d["rate"] == pytest.approx(10.0)
+    assert (d["total"] - d["n"]) / d["rate"] == pytest.approx(490.0)
+    line = bar.bar.format_meter(**d)
+    assert "5100/10000 [00:10<08:09, 10.00step/s" in line or "5100/10000 [00:10<08:10, 10.00step/s" in line
+    assert "img/s=640" in line
+    now[0] += 30.0  # 300 more steps at the same pace: the same rate
+    bar.update(5_400, 640.0, {"loss": 1.0})
+    assert bar.bar.format_dict["rate"] == pytest.approx(10.0)
+    bar.close()
+
+
+def tiny(tmp_path, **kw):
+    base = dict(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3,
+                eval_images=16, log_every=2, checkpoint_every=3, device="cpu", out=str(tmp_path / "run"))
+    return RunConfig(**{**base, **kw})
+
+
+def test_summary_of_a_resumed_run_has_this_sessions_time_and_speed(tmp_path, capsys):
+    first = train(tiny(tmp_path), progress=False).summary
+    s = first["session"]
+    assert (s["first_step"], s["steps"]) == (0, 6) and s["wall_time_s"] == pytest.approx(first["wall_time_s"])
+    assert s["images_per_s"] == pytest.approx(first["images_per_s"])
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--resume", "--steps", "10", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["session"]
+    assert (summary["steps"], s["first_step"], s["steps"]) == (10, 6, 4)
+    assert 0 < s["wall_time_s"] < summary["wall_time_s"]  # the whole run holds the first session too
+    assert summary["wall_time_s"] == pytest.approx(first["wall_time_s"] + s["wall_time_s"], abs=0.5)
+    assert s["images_per_s"] == pytest.approx(4 * 8 / s["wall_time_s"])
+    assert summary["images_per_s"] == pytest.approx(10 * 8 / summary["wall_time_s"])
+    assert f"[last session: steps 6-10 in {s['wall_time_s']:.1f} s, {s['images_per_s']:.0f} images/s]" in printed
+
+
+# ------------------------------------------------------------------------------ untwine sweep
+def spec(tmp_path, name, steps, checkpoint_step=None):
+    d = tmp_path / name
+    if checkpoint_step is not None:  # as a killed run leaves it (only the manifest is read)
+        (d / "checkpoint").mkdir(parents=True)
+        (d / "checkpoint" / "manifest.json").write_text(json.dumps({"format": 1, "step": checkpoint_step}))
+    return RunSpec(name, {"steps": steps, "out": str(d)})
+
+
+def test_steps_left_of_a_pending_run(tmp_path):
+    assert steps_left(spec(tmp_path, "fresh", 10_000)) == 10_000
+    assert steps_left(spec(tmp_path, "resumed", 10_000, 5_000)) == 5_000
+    (tmp_path / "damaged" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "damaged" / "checkpoint" / "manifest.json").write_text("{not json")
+    assert steps_left(RunSpec("damaged", {"steps": 100, "out": str(tmp_path / "damaged")})) == 100
+
+
+def test_sweep_eta_weighs_steps_left_and_counts_down_between_long_runs(tmp_path):
+    """Two runs of 10,000 steps, one resumed at 5,000: it finishes after 500 s, so 10 steps/s, and
+    the 10,000 steps of the other are 1,000 s away; runs an hour apart still have an ETA."""
+    now = [0.0]
+    pending = [spec(tmp_path, "a", 10_000, 5_000), spec(tmp_path, "b", 10_000)]
+    view = ProgressView(2, 0, 1, "local", enabled=False, pending=pending, clock=lambda: now[0])
+    assert view.left == 15_000 and view.eta() is None
+    view.start(pending[0])
+    now[0] = 500.0
+    view.done(RunOutcome("a", "finished", wall_s=500.0))
+    assert view.eta() == pytest.approx(1000.0)
+    now[0] = 700.0
+    assert view.eta() == pytest.approx(800.0)  # counts down until the next run finishes
+    assert str(_eta_column(view).render(None)) == "ETA 0:13:20"
+    now[0] = 4000.0
+    assert view.eta() == 0.0
+    view.done(RunOutcome("b", "finished", wall_s=3500.0))
+    assert view.left == 0 and view.eta() == 0.0
+
+
+def test_sweep_eta_without_step_counts_and_with_failures(tmp_path):
+    now = [0.0]
+    view = ProgressView(4, 1, 1, "local", enabled=False, clock=lambda: now[0])  # 3 to run, 1 each
+    view.done(RunOutcome("x", "failed", error="boom"))  # leaves the estimate, adds no rate
+    assert view.eta() is None and view.left == 2
+    now[0] = 3600.0
+    view.done(RunOutcome("y", "finished", wall_s=3600.0))
+    assert view.eta() == pytest.approx(3600.0)
+    assert clock_text(3600.0) == "1:00:00" and clock_text(59.6) == "0:01:00"
+
+
+def test_sweep_view_says_how_much_of_a_resumed_sweep_is_left(tmp_path, capsys):
+    pending = [spec(tmp_path, "a", 10_000, 5_000), spec(tmp_path, "b", 10_000)]
+    with ProgressView(3, 1, 1, "local", enabled=True, pending=pending):
+        pass
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert ("3 runs: 1 already finished, 2 to run (1 resumed; 15,000 of 20,000 training steps left) "
+            "(local backend, 1 job)") in out
+    assert "0/2 running 0 failed 0 0:00:00 ETA -:--:--" in out  # no run finished yet: no estimate
