@@ -216,7 +216,7 @@ def test_sampler_on_a_dataset_that_is_not_a_grid():
 
 # ---------------------------------------------------------------- training
 BASE = dict(dataset="dsprites", source="procedural", arch="mlp", latents=10, steps=12, batch_size=8,
-            lr=1e-3, eval_every=6, eval_images=32, checkpoint_every=6, log_every=3, threads=1)
+            lr=1e-3, eval_every=6, eval_images=32, checkpoint_every=6, log_every=3, threads=1, precision="fp32")
 
 
 def _max_diff(a, b):
@@ -242,3 +242,30 @@ def test_resume_is_bit_identical(tmp_path):
     resumed = train(dataclasses.replace(c, steps=12), progress=False, resume=True)
     whole = train(dataclasses.replace(c, steps=12, out=str(tmp_path / "w")), progress=False)
     assert _max_diff(resumed, whole) == 0.0
+
+
+def test_compile_is_ignored_with_a_warning(tmp_path):
+    c = RunConfig(model="ada-gvae", seed=0, out=str(tmp_path / "c"), compile="on", **{**BASE, "steps": 2})
+    with pytest.warns(UserWarning, match=r"^ada-gvae trains on pairs and runs uncompiled \(compile='on' is ignored\)$"):
+        train(c, progress=False)
+
+
+def test_vmap_pack_forward_equals_loop_pack():
+    """PackedVAE with posteriors: the vmap backend (GPUs) encodes and decodes batched and aggregates
+    run by run; its outputs equal the loop backend's."""
+    import functools
+
+    from untwine.models import VAE
+    from untwine.train.packed import PackedVAE
+
+    torch.manual_seed(0)
+    models = [VAE("mlp", 1, 10) for _ in range(2)]
+    objs = [objectives.build(m, dataset_size=100, latents=10) for m in ("ada-gvae", "ml-vae")]
+    x, eps = torch.rand(2, 16, 1, 64, 64), torch.randn(2, 16, 10)
+    posts = [functools.partial(o.aggregate, labels=torch.tensor([0, 3, 1, 4, 2, 0, 1, 3])) for o in objs]
+    out = {b: PackedVAE(models, b)(x, eps, posts) for b in ("loop", "vmap")}
+    for a, b in zip(out["loop"], out["vmap"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # the posteriors did act: the pair's shared dimensions are equal
+    mu = out["loop"][0][0]
+    assert (mu[:8] == mu[8:]).any() and not torch.equal(mu[:8], mu[8:])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -215,6 +216,9 @@ class SingleStep:
         job.rng_state = checkpoint.rng_state
         self.fused = _fused_step(job, job.cfg, device)  # with compile: forward + terms + logs as one graph
         if job.pairs:  # the posterior hook changes every step: the model runs uncompiled
+            if compile_mode(job.cfg.compile, device) is not None:
+                warnings.warn(f"{job.cfg.model} trains on pairs and runs uncompiled (compile={job.cfg.compile!r} "
+                              "is ignored)", stacklevel=4)
             self.forward = model_forward(job.model, job.cfg, device)
         else:
             self.forward = step_forward(job.model, job.cfg, device) if self.fused is None else job.model
