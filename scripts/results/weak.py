@@ -130,29 +130,43 @@ def committed() -> bool:
     return results_path(f"{WEAK}/sweeps").is_dir()
 
 
+def sweep_folders(precision: str) -> list[str]:
+    """The committed sweep folders of one precision: ``sweeps/PRECISION/`` and any
+    ``sweeps/PRECISION_*/`` (the same study run in another process for some of its seeds, e.g.
+    ``--set study.seeds=[4]``)."""
+    root = results_path(f"{WEAK}/sweeps")
+    if not root.is_dir():
+        return []
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and (p.name == precision or p.name.startswith(f"{precision}_")))
+    return [f"{WEAK}/sweeps/{n}" for n in names]
+
+
 def weak_draws() -> list[dict]:
     """One row per draw the study files plan, with its data where a finished run folder (with
-    metrics.json) is committed in ``weak/sweeps/PRECISION/``; ``ran`` False otherwise."""
+    metrics.json) is committed in a sweep folder of its precision (:func:`sweep_folders`);
+    ``ran`` False otherwise."""
     per_factor = {}
     if results_path(f"{WEAK}/draws.csv").is_file():
         per_factor = {(r["precision"], int(r["seed"])): r for r in read_csv(f"{WEAK}/draws.csv")}
     rows = []
     for st in weak_studies():
-        prec, sweep = st["train"]["precision"], f"{WEAK}/sweeps/{st['train']['precision']}"
-        done, timing = {}, {}
-        if results_path(f"{sweep}/results.csv").is_file():
-            for r in read_csv(f"{sweep}/results.csv"):
-                if r.get("status") == "finished" and results_path(f"{sweep}/{r['run']}/metrics.json").is_file():
-                    done.setdefault(int(r["seed"]), r)
-        if results_path(f"{sweep}/timings.csv").is_file():
-            timing = {r["run"]: r for r in read_csv(f"{sweep}/timings.csv")}
+        prec = st["train"]["precision"]
+        done: dict[int, tuple[str, dict]] = {}
+        timing: dict[tuple[str, str], dict] = {}
+        for sweep in sweep_folders(prec):
+            if results_path(f"{sweep}/results.csv").is_file():
+                for r in read_csv(f"{sweep}/results.csv"):
+                    if r.get("status") == "finished" and results_path(f"{sweep}/{r['run']}/metrics.json").is_file():
+                        done.setdefault(int(r["seed"]), (sweep, r))
+            if results_path(f"{sweep}/timings.csv").is_file():
+                timing |= {(sweep, r["run"]): r for r in read_csv(f"{sweep}/timings.csv")}
         for seed in sorted(int(s) for s in st["study"]["seeds"]):
             row = {"precision": prec, "seed": str(seed), "study": st["file"], "ran": seed in done}
             if seed in done:
-                r, d = done[seed], per_factor.get((prec, seed), {})
+                (sweep, r), d = done[seed], per_factor.get((prec, seed), {})
                 run = f"{sweep}/{r['run']}"
                 row |= {"mig": r["mig"], "dci": r.get("dci_disentanglement", ""),
-                        "minutes": minutes(timing.get(r["run"], {}).get("train_wall_s")),
+                        "minutes": minutes(timing.get((sweep, r["run"]), {}).get("train_wall_s")),
                         "active": d.get("active", ""), "max_nmi": d.get("max_nmi", ""),
                         **{f: d.get(f, "") for f in FACTORS},
                         "summary": read_json(f"{run}/summary.json") if results_path(f"{run}/summary.json").is_file()
