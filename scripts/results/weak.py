@@ -381,3 +381,14 @@ TABLES[f"{WEAK}/screen"] = Table(
     sources=[f"{WEAK}/screen_mig.csv"], rows=csv_rows(f"{WEAK}/screen_mig.csv"),
     columns=[("run", key("run", lambda v: v.split("ada-gvae/", 1)[-1])), ("step", key("step", thousands)),
              (f"MIG ({MBF})", key("mig", num)), *factor_columns()])
+
+# The shipped ada-gvae-dsprites as it trained: the bf16 seed-1 draw (8,000 steps), a copy of its
+# folder resumed 4,000 steps at a time; mig_by_factor.py after each chunk (ship_mig.csv).
+TABLES[f"{WEAK}/ship-trajectory"] = Table(
+    sources=[f"{WEAK}/ship_mig.csv"], rows=csv_rows(f"{WEAK}/ship_mig.csv", order=lambda r: int(r["step"])),
+    columns=[("step", key("step", thousands)), (f"MIG ({MBF})", key("mig", num)), *factor_columns()])
+
+# The shipped model under evaluation seeds 0-4 (untwine evaluate --metrics mig --seed S): ship_eval_seeds.csv.
+TABLES[f"{WEAK}/ship-eval-seeds"] = Table(
+    sources=[f"{WEAK}/ship_eval_seeds.csv"], rows=csv_rows(f"{WEAK}/ship_eval_seeds.csv"),
+    columns=[("model", key("model")), ("evaluation seed", key("eval_seed")), ("MIG (`untwine evaluate`)", key("mig", num))])
