@@ -31,6 +31,7 @@ The package (scripts/results/; scripts/results_tables.py is the command):
     precision_check.py      docs/results/precision_check
     pretrained_training.py  docs/results/pretrained_training
     weak.py                 docs/results/weak
+    factor_vae_long.py      docs/results/factor_vae_long
 
 A new results folder's tables are one new module here, named after the folder, whose tables
 register themselves on import (``@register("FOLDER/ID")`` on a function returning markdown, or
@@ -41,7 +42,7 @@ order there is ``--list``'s), plus the markers in the folder's markdown. Nothing
 
 from . import core
 from . import (demo_recipe, zoo, seeds_slides, factor_vae_fix, paper_mnist_cpu, precision_check,  # noqa: F401
-               pretrained_training, weak)
+               pretrained_training, weak, factor_vae_long)
 from .core import TABLES, main
 
 __all__ = ["TABLES", "core", "main"]
