@@ -256,3 +256,24 @@ def test_tiny_study_sweeps_and_reports_through_the_cli(tmp_path):
     assert cli_main(["report", str(out)]) == 0
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 5 and "beta-VAE per beta" in html
+
+def test_raising_a_studys_steps_continues_its_finished_runs(tmp_path, toy):
+    """A finished sweep run with fewer steps than the study is resumed from its checkpoint (not
+    skipped, not retrained) and evaluated again; at the same steps it is skipped."""
+    text = TOY.replace("seeds = [0, 1]", "seeds = [0]").replace("grid = { beta = [1, 4] }", "grid = { beta = [1] }")
+    text = text.replace('[[models]]\nname = "vae"\n', "")
+    short = parse_study(text)
+    assert sweep(short, tmp_path, jobs=1, progress=False).count("finished") == 1
+    run = tmp_path / "toy/beta-vae/beta=1/seed=0"
+    steps_logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps_logged) == 4
+
+    long = parse_study(text.replace("steps = 4", "steps = 8"))
+    res = sweep(long, tmp_path, jobs=1, progress=False)
+    assert res.count("finished") == 1 and res.count("skipped") == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 8 and summary["status"] == "finished"
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged[: len(steps_logged)] == steps_logged and max(logged) == 8  # continued, not restarted
+    assert read_results(tmp_path / "results.csv")[0]["status"] == "finished"
+    assert sweep(long, tmp_path, jobs=1, progress=False).count("skipped") == 1

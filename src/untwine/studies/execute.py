@@ -40,6 +40,11 @@ class RunSpec:
     dci_backend: str = "exact"
 
     @property
+    def steps(self) -> int | None:
+        """The run's training length (``config["steps"]``)."""
+        return self.config.get("steps")
+
+    @property
     def dir(self) -> Path:
         return Path(self.config["out"])
 
@@ -57,11 +62,14 @@ class RunOutcome:
     note: str = ""
 
 
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    """True if the run trained to the end and was evaluated (nothing left to do)."""
+def is_finished(run_dir: str | os.PathLike, steps: int | None = None) -> bool:
+    """True if the run trained to the end and was evaluated (nothing left to do). With ``steps``
+    (the study's length), a run trained to fewer steps is not finished: raising a study's
+    ``steps`` continues its runs from their checkpoints and evaluates them again."""
     d = Path(run_dir)
     summary = _read_json(d / "summary.json")
-    return bool(summary and summary.get("status") == "finished" and (d / "metrics.json").is_file())
+    done = bool(summary and summary.get("status") == "finished" and (d / "metrics.json").is_file())
+    return done and (steps is None or summary.get("steps") == steps)
 
 
 def execute_run(spec: RunSpec) -> RunOutcome:
@@ -69,7 +77,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     failed run (it is recorded in ``failed.json``), only for ``KeyboardInterrupt``."""
     t0 = time.perf_counter()
     d = spec.dir
-    if is_finished(d):
+    if is_finished(d, spec.steps):
         return RunOutcome(spec.name, "skipped")
     d.mkdir(parents=True, exist_ok=True)
     stage = "config"
@@ -164,7 +172,7 @@ def execute_pack(specs: Sequence[RunSpec]) -> list[RunOutcome]:
     outcomes: dict[str, RunOutcome] = {}
     todo: list[tuple[RunSpec, Any]] = []
     for spec in specs:
-        if is_finished(spec.dir):
+        if is_finished(spec.dir, spec.steps):
             outcomes[spec.name] = RunOutcome(spec.name, "skipped")
             continue
         spec.dir.mkdir(parents=True, exist_ok=True)

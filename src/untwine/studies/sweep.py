@@ -120,7 +120,7 @@ def sweep(
 
     root = Path(out)
     specs, configs = _specs_and_configs(study, root)
-    pending = [s for s in specs if not is_finished(s.dir)]
+    pending = [s for s in specs if not is_finished(s.dir, s.steps)]
     units = plan_units(pending, pack, configs)  # checks pack >= 1 before anything is written
     root.mkdir(parents=True, exist_ok=True)
     files.write_text(root / "study.toml", study.text)

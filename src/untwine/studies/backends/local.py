@@ -26,7 +26,7 @@ def _init_worker(threads: int) -> None:
 
 def _lost(specs: list[RunSpec], why: str) -> list[RunOutcome]:
     """Outcomes of a unit whose worker died: runs it had already finished count as finished."""
-    return [RunOutcome(s.name, "finished") if is_finished(s.dir) else RunOutcome(s.name, "failed", why)
+    return [RunOutcome(s.name, "finished") if is_finished(s.dir, s.steps) else RunOutcome(s.name, "failed", why)
             for s in specs]
 
 

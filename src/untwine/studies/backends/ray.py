@@ -223,7 +223,7 @@ def _drive(units: list[list[RunSpec]], window: int, on_start: Callable, on_done:
                 except ray.exceptions.RayError as e:  # worker/node died max_retries + 1 times
                     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                     why = f"ray task failed: {type(e).__name__}: {first}"
-                    outs = [RunOutcome(s.name, "finished") if is_finished(s.dir) else RunOutcome(s.name, "failed", why)
+                    outs = [RunOutcome(s.name, "finished") if is_finished(s.dir, s.steps) else RunOutcome(s.name, "failed", why)
                             for s in unit]
                 for out in outs:
                     outcomes[out.name] = out
