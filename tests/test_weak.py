@@ -11,7 +11,7 @@ import torch
 
 from untwine import objectives
 from untwine.data import from_arrays, load
-from untwine.data.pairs import PairSampler, pair_factors
+from untwine.data.pairs import PairSampler, pair_factors, partner_rows
 from untwine.objectives.weak import adaptive_mask, label_mask
 from untwine.train import RunConfig, train, train_packed
 
@@ -212,6 +212,33 @@ def test_sampler_on_a_dataset_that_is_not_a_grid():
     idx = s.next_indices()
     f1, f2 = data.factors[idx[:64]], data.factors[idx[64:]]
     assert ((f1 != f2).sum(1) == 1).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 0])
+def test_sampler_on_mpi3d_pairs_the_right_images(k):
+    """MPI3D (7 factors, one of them binary; the procedural stand-in, rendered per batch): each
+    partner is the image with the drawn factors, and shares exactly 7 - k of them (k 0: 1..6)."""
+    data = load("mpi3d", "procedural")
+    s = PairSampler(data, 64, np.arange(0, len(data), 11), seed=5, k=k)
+    idx = s.next_indices()
+    f1, f2 = data.factors[idx[:64]], data.factors[idx[64:]]
+    changed = (f1 != f2).sum(1)
+    assert ((changed == k).all() if k else ((changed >= 1) & (changed <= 6)).all())
+    assert (f1 != f2)[np.arange(64), s.labels.numpy()].all()
+    torch.testing.assert_close(s.batch_at(idx)[64:], data.images_at(idx[64:]).float() / 255)
+
+
+def test_partner_rows_on_the_shapes3d_grid():
+    """3DShapes' grid (10x10x10x8x4x15, files absent here): a partner's row in mixed-radix order
+    holds exactly the partner's factors (the row -> factors map of any full grid)."""
+    sizes = (10, 10, 10, 8, 4, 15)
+    grid = type("Grid", (), {"factor_sizes": sizes, "full_grid": True, "name": "shapes3d",
+                             "radix": np.cumprod((1,) + sizes[:0:-1])[::-1].copy()})()
+    f = torch.stack([torch.randint(0, n, (500,), generator=torch.Generator().manual_seed(i))
+                     for i, n in enumerate(sizes)], 1)
+    rows, labels = partner_rows(grid, f, 2, "paper", torch.Generator().manual_seed(0))
+    back = torch.from_numpy(np.stack(np.unravel_index(rows.numpy(), sizes), 1))
+    assert ((back != f).sum(1) == 2).all() and (back != f)[torch.arange(500), labels].all()
 
 
 # ---------------------------------------------------------------- training

@@ -99,6 +99,32 @@ def pair_factors(
     return f2, labels
 
 
+def partner_rows(
+    data: GroundTruthData, f: torch.Tensor, k: int, mode: str, generator: torch.Generator,
+    radix: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dataset rows of partners for factor vectors ``f: B x K`` (int64) and their labels (``B``
+    each, on ``f``'s device): :func:`pair_factors`, then the image with those factors. On a dataset
+    that is not a full grid, a partner no image has is redrawn (up to :data:`MAX_REDRAWS` times).
+    ``radix``: ``data.radix`` as a tensor on ``f``'s device (built when not given)."""
+    f2, labels = pair_factors(f, data.factor_sizes, k, mode, generator)
+    if data.full_grid:
+        if radix is None:
+            radix = torch.as_tensor(data.radix, dtype=torch.int64, device=f.device)
+        return f2 @ radix, labels
+    for _ in range(MAX_REDRAWS):  # not a full grid: redraw partners no image has
+        missing = torch.from_numpy(~data.has_factors(f2.cpu().numpy())).to(f2.device)
+        if not missing.any():
+            return torch.from_numpy(data.index_of(f2.cpu().numpy())).to(f2.device), labels
+        g2, l2 = pair_factors(f[missing], data.factor_sizes, k, mode, generator)
+        f2[missing], labels[missing] = g2, l2
+    raise ValueError(
+        f"{data.name}: after {MAX_REDRAWS} draws some images still have no partner that "
+        f"shares all factors but k={k}; the dataset covers too little of its factor grid "
+        "for pairs (add images, or use fewer factors)"
+    )
+
+
 class PairSampler(BatchSampler):
     """Endless batches of ``B`` pairs from ``data`` (see the module docstring): ``next()`` gives
     ``2B x C x H x W`` float32 in ``[0, 1]`` (first images, then partners) and sets
@@ -129,21 +155,8 @@ class PairSampler(BatchSampler):
         self.labels = torch.zeros(self.batch_size, dtype=torch.int64)
 
     def partners(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows of partners for factor vectors ``f: B x K`` and their labels (``B`` each)."""
-        f2, labels = pair_factors(f, self.data.factor_sizes, self.k, self.mode, self.generator)
-        if self.data.full_grid:
-            return f2 @ self.radix, labels
-        for _ in range(MAX_REDRAWS):  # not a full grid: redraw partners no image has
-            missing = torch.from_numpy(~self.data.has_factors(f2.cpu().numpy())).to(f2.device)
-            if not missing.any():
-                return torch.from_numpy(self.data.index_of(f2.cpu().numpy())).to(f2.device), labels
-            g2, l2 = pair_factors(f[missing], self.data.factor_sizes, self.k, self.mode, self.generator)
-            f2[missing], labels[missing] = g2, l2
-        raise ValueError(
-            f"{self.data.name}: after {MAX_REDRAWS} draws some images still have no partner that "
-            f"shares all factors but k={self.k}; the dataset covers too little of its factor grid "
-            "for pairs (add images, or use fewer factors)"
-        )
+        """Rows of partners for factor vectors ``f: B x K`` and their labels (:func:`partner_rows`)."""
+        return partner_rows(self.data, f, self.k, self.mode, self.generator, self.radix)
 
     def next_indices(self) -> torch.Tensor:
         """Rows of the next ``B`` pairs: ``2B`` int64, first images then partners; sets :attr:`labels`."""
@@ -153,4 +166,4 @@ class PairSampler(BatchSampler):
         return torch.cat([rows, rows2])
 
 
-__all__ = ["MODES", "PairSampler", "changeable", "check_k", "pair_factors"]
+__all__ = ["MODES", "PairSampler", "changeable", "check_k", "pair_factors", "partner_rows"]

@@ -21,7 +21,7 @@ import torch
 from .. import objectives
 from .._version import __version__
 from ..data import BatchSampler, GroundTruthData, to_float, train_val_split
-from ..data.pairs import PairSampler
+from ..data.pairs import PairSampler, partner_rows
 from ..errors import UserError
 from ..models import VAE, Posterior
 from ..objectives import bernoulli_rec, kl_per_dim
@@ -104,8 +104,8 @@ class Job:
         val_rows = np.sort(np.random.default_rng(cfg.seed).permutation(val_idx)[: cfg.eval_images])
         self.val_x = to_float(data.images_at(torch.from_numpy(val_rows))).to(device)
         if self.pairs:  # each validation image's partner, drawn once (the run's seed)
-            pairer = _sampler(cfg, data, val_rows, torch.device("cpu"))
-            rows2, self.val_labels = pairer.partners(pairer.factors[torch.from_numpy(val_rows)])
+            f = torch.as_tensor(np.asarray(data.factors)[val_rows], dtype=torch.int64)
+            rows2, self.val_labels = partner_rows(data, f, **_pair_args(cfg), generator=torch.Generator().manual_seed(cfg.seed))
             self.val_x2 = to_float(data.images_at(rows2)).to(device)
         self.images_per_step = cfg.batch_size * (2 if self.pairs else 1)
 
@@ -342,9 +342,13 @@ def _sampler(cfg: RunConfig, data: GroundTruthData, rows: np.ndarray, device: to
     cls = objectives.get(cfg.model)
     if not cls.pairs:
         return BatchSampler(data, cfg.batch_size, rows, seed=cfg.seed, device=device)
+    return PairSampler(data, cfg.batch_size, rows, seed=cfg.seed, device=device, **_pair_args(cfg))
+
+
+def _pair_args(cfg: RunConfig) -> dict[str, Any]:
+    """A pair objective's ``k`` and pair ``mode`` from the run's resolved hyperparameters."""
     hp = cfg.hparams  # resolved: the objective's defaults merged in (RunConfig.resolved)
-    return PairSampler(data, cfg.batch_size, rows, seed=cfg.seed, device=device,
-                       k=int(hp["k"]), mode="dlib" if hp["dlib_pairs"] else "paper")
+    return {"k": int(hp["k"]), "mode": "dlib" if hp["dlib_pairs"] else "paper"}
 
 
 def _logs(
