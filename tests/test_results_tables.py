@@ -4,6 +4,7 @@ committed tables match their data is `make results-check` (CI runs it after `mak
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import shutil
@@ -163,3 +164,68 @@ def test_weak_tables_before_any_draw_is_committed(rt, weak_results):
     assert text.count("**not run**") == 3
     assert "| 0 of 3 planned (no draws committed yet) |" in rt.TABLES["weak/side-by-side"]()
     assert rt.TABLES["weak/same-seeds"]().startswith("**No draws committed yet**")
+
+
+# ------------------------------------------------------------------------------- docs/results/factor_vae_long
+def fvl_rows(series: dict[str, tuple[str, str, int, dict[int, float]]]) -> list[dict]:
+    """long_runs.csv rows (strings, as the file holds them): run -> (lr, gamma, seed, {step: mig})."""
+    return [{"run": run, "lr": lr, "gamma": gamma, "seed": str(seed), "step": str(step), "mig": repr(mig)}
+            for run, (lr, gamma, seed, migs) in series.items() for step, mig in migs.items()]
+
+
+def exact(a: float, b: float, steps, first: float | None = None) -> dict[int, float]:
+    """MIG = a + b log10(step) at ``steps``; ``first``, when given, replaces the 10,000-step chunk's."""
+    import math
+    out = {s: a + b * math.log10(s) for s in steps}
+    if first is not None:
+        out[10_000] = first
+    return out
+
+
+@pytest.fixture
+def fvl(rt):
+    return importlib.import_module("results.factor_vae_long")
+
+
+def test_fvl_trend_recovers_an_exact_log_linear_series(fvl):
+    steps = range(10_000, 60_000, 10_000)
+    rows = fvl_rows({"km_s0": ("0.0001", "35.0", 0, exact(-0.3, 0.12, steps, first=0.9)),  # 10k: far off the line
+                     "km_s1": ("0.0001", "35.0", 1, exact(-0.3, 0.12, steps)),
+                     "cpu_s0": ("0.001", "8.0", 0, exact(-0.1, 0.05, range(10_000, 50_000, 10_000)))})
+    km, cpu = fvl.trend(rows)  # ordered by (lr, gamma)
+    assert (km.name, km.lr, km.gamma, km.runs) == ("km", 0.0001, 35.0, ["km_s0", "km_s1"])
+    assert km.steps == [20_000, 30_000, 40_000, 50_000] and len(km.points) == 8  # seeds pooled, 10k left out
+    assert km.a == pytest.approx(-0.3, abs=1e-9) and km.b == pytest.approx(0.12, abs=1e-9)
+    assert km.predicted[100_000] == pytest.approx(-0.3 + 0.12 * 5, abs=1e-9)  # 0.300
+    assert km.predicted[300_000] == pytest.approx(0.3572545506, abs=1e-9)  # -0.3 + 0.12 log10(3e5)
+    assert cpu.steps == [20_000, 30_000, 40_000] and len(cpu.points) == 3
+    assert cpu.b == pytest.approx(0.05, abs=1e-9) and cpu.predicted[100_000] == pytest.approx(0.15, abs=1e-9)
+    assert fvl.trend_row(km) == ["km (lr 1e-4, gamma 35)", "km_s0, km_s1", "8", "20,000-50,000", "+0.120",
+                                 "0.300", "0.357"]
+
+
+def test_fvl_trend_leaves_out_the_first_chunk(fvl):
+    # Three distinct steps in all, but only two at >= 20,000: no line, however well the three fit.
+    rows = fvl_rows({"cpu_s0": ("0.001", "8.0", 0, exact(-0.1, 0.05, range(10_000, 40_000, 10_000)))})
+    (t,) = fvl.trend(rows)
+    assert t.steps == [20_000, 30_000] and len(t.points) == 2
+    assert not t.fitted and t.a is None and t.b is None and t.predicted == {}
+    assert fvl.trend_row(t) == ["cpu (lr 1e-3, gamma 8)", "cpu_s0", "2", "20,000-30,000",
+                                "too few chunks (2 of 3)", "-", "-"]
+
+
+def test_fvl_trend_table_from_the_files(rt, fvl, tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    (root / "factor_vae_long").mkdir(parents=True)
+    (root / "seeds_slides_cpu_fvae").symlink_to(rt.RESULTS / "seeds_slides_cpu_fvae")  # the seeds' 0.22
+    rows = fvl_rows({"km_s0": ("0.0001", "35.0", 0, exact(-0.3, 0.12, range(10_000, 50_000, 10_000))),
+                     "cpu_s0": ("0.001", "8.0", 0, {10_000: 0.0239})})
+    with open(root / "factor_vae_long" / "long_runs.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["run", "lr", "gamma", "seed", "step", "mig"])
+        w.writeheader()
+        w.writerows(rows)
+    monkeypatch.setattr(rt, "RESULTS", root)
+    text = rt.TABLES["factor_vae_long/trend"]()
+    assert "not a measurement (the seeds' MIG is 0.22," in text
+    assert "| km (lr 1e-4, gamma 35) | km_s0 | 3 | 20,000-40,000 | +0.120 | 0.300 | 0.357 |" in text
+    assert "| cpu (lr 1e-3, gamma 8) | cpu_s0 | 0 | none >= 20,000 | too few chunks (0 of 3) | - | - |" in text

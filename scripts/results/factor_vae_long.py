@@ -1,18 +1,123 @@
 """docs/results/factor_vae_long: the long FactorVAE (beta 1) runs of issue 31, one row per run per
-scored 10,000-step chunk (long_runs.csv, made by collect.py there)."""
+scored 10,000-step chunk (long_runs.csv, made by collect.py there), and the trend of MIG against
+steps per setting (``trend``: the one fit that both the ``factor_vae_long/trend`` table and the
+folder's figure.py use; it takes rows, not a path, so figure.py can hand it any --csv)."""
 
 from __future__ import annotations
 
-from .core import TABLES, Table, csv_rows, factor_columns, key, num, thousands
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import (TABLES, Table, csv_rows, factor_columns, key, markdown_table, num, read_csv, read_toml, register,
+                   thousands)
 
 FVL = "factor_vae_long"
+CSV = f"{FVL}/long_runs.csv"
 
 TABLES[f"{FVL}/runs"] = Table(
-    sources=[f"{FVL}/long_runs.csv"],
-    rows=csv_rows(f"{FVL}/long_runs.csv", order=lambda r: (r["run"], int(r["step"]))),
+    sources=[CSV],
+    rows=csv_rows(CSV, order=lambda r: (r["run"], int(r["step"]))),
     columns=[("run", key("run")), ("lr", key("lr")), ("gamma", key("gamma", lambda v: num(v, 0))),
              ("step", key("step", thousands)), ("MIG (`untwine evaluate`)", key("mig", num)), *factor_columns(),
              ("D(z_real)", key("val_d_real", num)), ("D(z_perm)", key("val_d_perm", num)),
              ("TC, discriminator (nats)", key("val_tc_discriminator", num)),
              ("TC, Gaussian, sampled codes (nats)", key("val_tc_gaussian_sampled", num)),
              ("rec (nats)", key("val_rec", lambda v: num(v, 1))), ("KL (nats)", key("val_kl", lambda v: num(v, 2)))])
+
+
+# ------------------------------------------------------------------------------- the trend
+TREND_FROM = 20_000      # the first chunk (10,000 steps) is still warming up: left out of the fit
+TREND_MIN_STEPS = 3      # distinct steps >= TREND_FROM a setting needs before it gets a line
+TREND_AT = (100_000, 300_000)  # where the line is read: the runs' planned end, issue 31's extrapolation
+SEEDS_CLAIM = ("seeds_slides_cpu_fvae/study.toml", "slides-best-mig-dsprites")  # the seeds' MIG (0.22)
+
+
+def seeds_mig() -> float:
+    """The seeds' best FactorVAE MIG on dSprites: the [[claim]] of seeds_slides_cpu_fvae/study.toml."""
+    path, name = SEEDS_CLAIM
+    return float(next(c for c in read_toml(path)["claim"] if c["name"] == name)["value"])
+
+
+def hp(v: Any) -> str:
+    """A CSV number as written in the runs' names and the README: 0.0001 -> 1e-4, 35.0 -> 35."""
+    f = float(v)
+    if f.is_integer():
+        return str(int(f))
+    m, e = f"{f:e}".split("e")
+    m = m.rstrip("0").rstrip(".")
+    return f"{m}e{int(e)}" if abs(int(e)) >= 3 else repr(f)
+
+
+@dataclass
+class Trend:
+    """One setting's fit ``mig = a + b * log10(step)``; ``a`` and ``b`` are None when the setting has
+    fewer than TREND_MIN_STEPS distinct steps >= TREND_FROM (``steps`` then says how many it has)."""
+
+    lr: float
+    gamma: float
+    runs: list[str]
+    steps: list[int]                      # distinct steps >= TREND_FROM, ascending
+    points: list[tuple[int, float]]       # (step, MIG) of every run's chunk in the fit
+    a: float | None = None
+    b: float | None = None
+    predicted: dict[int, float] = field(default_factory=dict)  # step -> MIG on the line, TREND_AT
+
+    @property
+    def name(self) -> str:
+        """The runs' shared prefix before ``_s<seed>`` (km, cpu), or lr and gamma when they share none."""
+        prefixes = {r.rsplit("_s", 1)[0] for r in self.runs}
+        return prefixes.pop() if len(prefixes) == 1 else f"lr {hp(self.lr)}, gamma {hp(self.gamma)}"
+
+    @property
+    def fitted(self) -> bool:
+        return self.b is not None
+
+    def at(self, step: float) -> float:
+        return self.a + self.b * math.log10(step)
+
+
+def trend(rows: list[dict]) -> list[Trend]:
+    """Per setting (rows sharing lr and gamma, seeds pooled), ordered by (lr, gamma): the
+    least-squares line MIG = a + b * log10(step) through every scored chunk at step >= TREND_FROM,
+    fitted only when those chunks cover >= TREND_MIN_STEPS distinct steps, and read at TREND_AT.
+    ``rows`` are long_runs.csv's (strings as the file holds them, or numbers)."""
+    groups: dict[tuple[float, float], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((float(r["lr"]), float(r["gamma"])), []).append(r)
+    out = []
+    for (lr, gamma), rs in sorted(groups.items()):
+        pts = sorted((int(float(r["step"])), float(r["mig"])) for r in rs if int(float(r["step"])) >= TREND_FROM)
+        t = Trend(lr, gamma, sorted({r["run"] for r in rs}), sorted({s for s, _ in pts}), pts)
+        if len(t.steps) >= TREND_MIN_STEPS:
+            x = [math.log10(s) for s, _ in pts]
+            y = [m for _, m in pts]
+            mx, my = statistics.fmean(x), statistics.fmean(y)
+            t.b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sum((xi - mx) ** 2 for xi in x)
+            t.a = my - t.b * mx
+            t.predicted = {s: t.at(s) for s in TREND_AT}
+        out.append(t)
+    return out
+
+
+def trend_row(t: Trend) -> list[str]:
+    covered = f"{thousands(t.steps[0])}-{thousands(t.steps[-1])}" if len(t.steps) > 1 else \
+        thousands(t.steps[0]) if t.steps else f"none >= {thousands(TREND_FROM)}"
+    head = [f"{t.name} (lr {hp(t.lr)}, gamma {hp(t.gamma)})", ", ".join(t.runs), str(len(t.points)), covered]
+    if not t.fitted:
+        return head + [f"too few chunks ({len(t.steps)} of {TREND_MIN_STEPS})"] + ["-" for _ in TREND_AT]
+    return head + [f"{t.b:+.3f}"] + [num(t.predicted[s]) for s in TREND_AT]
+
+
+@register(f"{FVL}/trend")
+def trend_table() -> str:
+    at = " and ".join(thousands(s) for s in TREND_AT)
+    lead = (f"Per setting (seeds pooled), a least-squares line MIG = a + b log10(step) through every scored "
+            f"chunk at >= {thousands(TREND_FROM)} steps (earlier chunks are still warming up), fitted once a "
+            f"setting has chunks at >= {TREND_MIN_STEPS} distinct steps, and read at {at} steps: an "
+            f"extrapolation of that line, not a measurement (the seeds' MIG is {num(seeds_mig(), 2)}, "
+            f"`{SEEDS_CLAIM[0]}`).")
+    header = ["setting", "runs", "points", "steps covered", "slope (MIG per decade of steps)",
+              *(f"predicted MIG at {thousands(s)}" for s in TREND_AT)]
+    return lead + "\n\n" + markdown_table(header, [trend_row(t) for t in trend(read_csv(CSV))])
