@@ -1,8 +1,9 @@
 """The one data contract: a dataset of 64x64 images with discrete ground-truth factors.
 
 Everything that needs data (trainer, metrics, figures) uses only :class:`GroundTruthData`.
-Images are stored as ``uint8`` (0..255) ``N x C x 64 x 64`` tensors, resident in memory or
-memory-mapped; observations handed to models are ``float32`` in ``[0, 1]``.
+Images are ``uint8`` (0..255) ``N x C x 64 x 64``: a tensor resident in memory or
+memory-mapped, or produced on demand by ``images_at`` (procedural dSprites unpacks its memory-mapped
+bit-packed cache per batch); observations handed to models are ``float32`` in ``[0, 1]``.
 Factors are *indices* (``int64``, ``0 <= f[:, k] < factor_sizes[k]``), never raw values.
 """
 
@@ -35,7 +36,8 @@ class GroundTruthData:
         name: registry name (``"dsprites"``...).
         factor_names: one name per factor, length ``K``.
         factor_sizes: number of values of each factor, length ``K``.
-        images: ``uint8`` tensor ``N x C x 64 x 64`` (0..255); may be memory-mapped.
+        images: ``uint8`` tensor ``N x C x 64 x 64`` (0..255); may be memory-mapped; ``None``
+            for datasets that produce their images on demand (:meth:`images_at`).
         factors: ``int64`` tensor ``N x K`` of factor indices, row ``i`` describes image ``i``.
         source: where the images came from (``"official"``, ``"procedural"``, ``"arrays"``...).
 
@@ -44,8 +46,9 @@ class GroundTruthData:
     ``index_of`` is arithmetic. Otherwise (MNIST, user data) a lookup table maps each factor
     combination to the rows that carry it, and ``observations_from_factors`` picks one of them.
 
-    Subclasses that render on demand (procedural MPI3D) override :meth:`images_at` and may leave
-    ``images`` as ``None``.
+    Subclasses that render on demand (procedural MPI3D, the dSprites variants) or unpack per batch
+    (procedural dSprites, bit-packed) override :meth:`images_at` and leave ``images`` as ``None``;
+    read images through :meth:`images_at`, which every dataset has.
     """
 
     def __init__(
@@ -194,18 +197,25 @@ class GroundTruthData:
         return self.images[index]
 
     def images_on(self, device: str | torch.device) -> torch.Tensor | None:
-        """``images`` resident on ``device`` (``None`` if the dataset renders on demand). The copy
-        to a GPU is made once per device and shared by every caller (all runs of a pack sample
-        from one copy: dSprites is 3 GB of ``uint8``)."""
+        """All images resident on ``device`` (``None`` if the dataset renders them on demand
+        there: use :meth:`images_at`). On the CPU this is ``images``. The copy on a GPU is made
+        once per device (by :meth:`_resident_copy`) and shared by every caller (all runs of a pack
+        sample from one copy: dSprites is 3 GB of ``uint8`` there)."""
         device = torch.device(device)
-        if self.images is None or device.type == "cpu":
+        if device.type == "cpu":
             return self.images
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         cache = self.__dict__.setdefault("_device_images", {})
         if device not in cache:
-            cache[device] = self.images.to(device)
+            cache[device] = self._resident_copy(device)
         return cache[device]
+
+    def _resident_copy(self, device: torch.device) -> torch.Tensor | None:
+        """Every image as one ``uint8`` tensor on ``device`` (not the CPU), or ``None`` to render
+        batches on demand there. Called once per device by :meth:`images_on`; datasets that keep
+        their images packed (procedural dSprites) unpack them onto the device here."""
+        return None if self.images is None else self.images.to(device)
 
     def indices_from_factors(self, factors: np.ndarray, rng: RNG) -> np.ndarray:
         """Row index (``n`` int64) of an image showing each factor combination (``n x K``).
