@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from untwine.data import GroundTruthData, cache, get
+from untwine.data import GroundTruthData, _sprite_bits, cache, get
 from untwine.data import dsprites as ds
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dsprites_reference_frames.npz"
@@ -86,10 +86,12 @@ def test_procedural_small_grid(tmp_cache):
     sizes = (2, 1, 1, 4, 4)
     data = ds.load_procedural(sizes, progress=False)
     assert data.source == "procedural" and data.full_grid
-    assert data.images.shape == (32, 1, 64, 64) and data.images.dtype == torch.uint8
+    assert len(data) == 32 and data.observation_shape == (1, 64, 64) and data.num_channels == 1
+    imgs = data.images_at(torch.arange(32))
+    assert imgs.shape == (32, 1, 64, 64) and imgs.dtype == torch.uint8
     f = np.array([[1, 0, 0, 2, 3], [0, 0, 0, 3, 1]])
     rows = data.index_of(f)
-    assert torch.equal(data.images[rows, 0], torch.from_numpy(ds.render(f)))
+    assert torch.equal(data.images_at(torch.from_numpy(rows))[:, 0], torch.from_numpy(ds.render(f)))
     assert torch.equal(data.factors[rows], torch.from_numpy(f))
     assert Path(data.files["cache"]).is_file()
 
@@ -118,9 +120,60 @@ def test_interrupted_cache_is_rebuilt(tmp_cache, monkeypatch):
     data = ds.load_procedural(sizes, progress=False)
     assert len(calls) == 2 and path.is_file()
     factors = np.stack(np.unravel_index(np.arange(8), sizes), 1)
-    assert torch.equal(data.images[:, 0], torch.from_numpy(ds.render(factors)))
+    assert torch.equal(data.images_at(torch.arange(8))[:, 0], torch.from_numpy(ds.render(factors)))
     ds.load_procedural(sizes, progress=False)
     assert len(calls) == 2  # built once
+
+
+def _unpack_resident(packed: np.ndarray) -> torch.Tensor:
+    """How load_procedural unpacked the cache before it stayed packed: ``N x 1 x 64 x 64`` 0/255."""
+    return torch.from_numpy(np.unpackbits(np.asarray(packed), axis=-1) * np.uint8(255)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("sizes", [(2, 2, 3, 5, 6), (1, 1, 1, 1, 1), (3, 1, 2, 32, 32)])
+def test_packed_rows_equal_the_resident_images(tmp_cache, sizes):
+    """images_at unpacks exactly the pixels the resident tensor held: first and last row of the
+    grid, a random sample, repeats, any index shape, and the device copy (run here on the CPU)."""
+    data = ds.load_procedural(sizes, progress=False)
+    n = int(np.prod(sizes))
+    resident = _unpack_resident(data.bits)
+    rows = torch.cat([torch.tensor([0, n - 1, n - 1, 0]), torch.randint(0, n, (61,), generator=torch.Generator().manual_seed(0))])
+    got = data.images_at(rows)
+    assert got.dtype == torch.uint8 and got.shape == (len(rows), 1, 64, 64)
+    assert torch.equal(got, resident[rows])
+    assert torch.equal(data.images_at(rows.numpy()), resident[rows])
+    assert torch.equal(data.images_at(rows[:4].view(2, 2)), resident[rows[:4]].view(2, 2, 1, 64, 64))
+    assert torch.equal(data.images_at(torch.tensor(n - 1)), resident[n - 1])
+    assert torch.equal(data.images_at(torch.arange(n)), resident)
+    assert set(resident.unique().tolist()) <= {0, 255}
+    assert torch.equal(data._resident_copy(torch.device("cpu")), resident)  # the GPU branch's unpack
+    assert torch.equal(_sprite_bits.unpack_to(data.bits, "cpu", chunk=7), resident)  # chunk edges
+    f = data.factors[rows].numpy()
+    assert torch.equal(data.observations_from_factors(f, np.random.default_rng(0)), resident[rows].float() / 255)
+    with pytest.raises(IndexError):
+        data.images_at(torch.tensor([n]))
+
+
+def test_procedural_keeps_the_cache_packed_and_mapped(tmp_cache):
+    """No unpacked copy is held: ``images`` is None and the only large array is the memory-mapped
+    cache (so processes share its pages); batches come from images_at, also through the sampler."""
+    from untwine.data import BatchSampler
+
+    sizes = (3, 2, 4, 8, 8)
+    data = ds.load_procedural(sizes, progress=False)
+    n = len(data)
+    assert isinstance(data, ds.PackedDSprites) and data.images is None
+    assert isinstance(data.bits, np.memmap) and data.bits.shape == (n, 64, 8) and data.bits.dtype == np.uint8
+    assert Path(data.bits.filename).resolve() == ds.procedural_cache_path(sizes).resolve()
+    assert not data.bits.flags.writeable
+    big = {k for k, v in vars(data).items() if isinstance(v, (np.ndarray, torch.Tensor)) and v.nbytes >= n * 64 * 8}
+    assert big == {"bits"}  # factors (n x 5 int64) is smaller than the packed bits; no n x 4096 array
+    assert data.images_on("cpu") is None  # the sampler unpacks per batch on the CPU
+    s = BatchSampler(data, 16, seed=0)
+    rows = s.next_indices()
+    assert torch.equal(s.batch_at(rows), _unpack_resident(data.bits)[rows].float() / 255)
+    assert data.images_on("meta").shape == (n, 1, 64, 64)  # a device copy is unpacked once, shared
+    assert data.images_on("meta") is data.images_on(torch.device("meta"))
 
 
 # ------------------------------------------------------------------ official file

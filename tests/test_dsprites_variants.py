@@ -70,6 +70,18 @@ def test_specs_and_factors_equal_dsprites(bits, env):
     assert np.array_equal(data.index_of(f), f @ data._radix)
 
 
+def test_variants_and_dsprites_unpack_the_same_sprites(bits, env):
+    """The variants' masks and procedural dSprites' images come from one unpacking of the same
+    memory-mapped cache: masks 0/1, images 0/255, both equal to np.unpackbits of the rows."""
+    data = cds.load("procedural", sizes=SIZES, progress=False)
+    plain = ds.load_procedural(SIZES, progress=False)
+    assert isinstance(data.bits, np.memmap) and data.bits.filename == plain.bits.filename
+    rows = np.r_[0, len(data) - 1, np.random.default_rng(0).integers(0, len(data), 40)]
+    ref = np.unpackbits(bits[rows], axis=-1)
+    assert np.array_equal(data.sprites(rows), ref)
+    assert np.array_equal(plain.images_at(torch.from_numpy(rows))[:, 0].numpy(), ref * np.uint8(255))
+
+
 # ------------------------------------------------------------------ pixel statistics
 def test_color_sprite_in_one_colour_per_image_on_black(bits):
     for mask, x in both_paths(color(bits)):

@@ -4,7 +4,8 @@ A variant has dSprites' 5 factors, sizes and grid order (:mod:`untwine.data.dspr
 3-channel ``uint8`` images ``n x 3 x 64 x 64`` rendered on demand from the binary sprite and a few
 random numbers per image (its colour, its noise, its crop). ``images`` is ``None``: the sprites
 are kept bit-packed (``N x 64 x 8`` uint8, 377 MB for the full grid), either the procedural cache
-memory-mapped or the official file packed once on load.
+memory-mapped (as procedural dSprites keeps it) or the official file packed once on load, and
+unpacked per batch by the helper dSprites uses (:mod:`untwine.data._sprite_bits`).
 
 Randomness: a fresh draw per image each time it is produced, as disentanglement_lib does.
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import _files, dsprites
+from . import _files, _sprite_bits, dsprites
 from .protocol import RNG, GroundTruthData, to_float
 from .registry import DatasetSpec
 
@@ -146,16 +147,14 @@ class SpriteVariant(GroundTruthData):
             name, dsprites.FACTOR_NAMES, sizes, None, _files.grid_factors(sizes),
             source=source, full_grid=True, num_channels=3,
         )
-        if bits.shape != (len(self), 64, 8) or bits.dtype != np.uint8:
-            raise ValueError(
-                f"{name}: sprites must be {len(self)} x 64 x 8 uint8 packed bits, got {bits.shape} {bits.dtype}"
-            )
+        _sprite_bits.check_bits(bits, len(self), name)
         self.bits = bits
         self.files: dict[str, str] = {}
 
     def sprites(self, rows: np.ndarray) -> np.ndarray:
-        """Binary sprites at ``rows``: ``n`` int64 -> ``n x 64 x 64`` uint8 0/1."""
-        return np.unpackbits(np.asarray(self.bits[rows]), axis=-1)
+        """Binary sprites at ``rows``: ``n`` int64 -> ``n x 64 x 64`` uint8 0/1 (only those rows
+        are read and unpacked: :func:`~untwine.data._sprite_bits.unpack_rows`, as dSprites does)."""
+        return _sprite_bits.unpack_rows(self.bits, rows, on=1)
 
     def compose(self, sprite: np.ndarray, draws: Draws) -> np.ndarray:
         """``n x 64 x 64`` uint8 0/1 sprites and their draws -> ``n x 3 x 64 x 64`` uint8 images."""
@@ -197,9 +196,8 @@ def packed_sprites(
     leading corner of the grid). ``official``: the official file read and packed (full grid only).
     """
     if source == "procedural":
-        sizes = tuple(int(s) for s in sizes)
-        path = dsprites.build_procedural(sizes, progress=progress)
-        return _files.load_npy(path, (int(np.prod(sizes)), 64, 8), "uint8"), {"sprites": str(path)}
+        bits = dsprites.procedural_bits(sizes, progress=progress)
+        return bits, {"sprites": str(dsprites.procedural_cache_path(tuple(int(s) for s in sizes)))}
     if tuple(sizes) != dsprites.FACTOR_SIZES:
         raise UserError("the official dSprites file holds the full grid; sizes apply to the procedural source")
     data = dsprites.load_official(root)

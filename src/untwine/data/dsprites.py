@@ -16,7 +16,9 @@ Sources, in the order ``source=None`` tries them:
 - ``official``: ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (MD5-checked once; the
   verification is remembered in a sidecar keyed on size and mtime).
 - ``procedural``: an offline re-rendering of the same images (:func:`render`), fitted to real
-  frames, built once into a bit-packed cache (``<cache>/dsprites/``) and unpacked on load.
+  frames, built once into a bit-packed cache (``<cache>/dsprites/``, 377 MB) that stays
+  memory-mapped: batches are unpacked per call (:class:`PackedDSprites`, ``images`` is ``None``),
+  so every process shares the cache's pages instead of holding 3 GB of unpacked images.
 
 Geometry of the renderer (fitted against 160 real frames; see docs/dsprites.md): a pixel ``(row
 i, column j)`` is on iff its centre ``(j + 0.5, i + 0.5)`` lies inside the shape. The shape
@@ -40,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
-from . import _files
+from . import _files, _sprite_bits
 from .cache import partial_path
 from .protocol import GroundTruthData
 from .registry import DatasetSpec, cache_dir, register
@@ -220,25 +222,51 @@ def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     return sizes
 
 
-def _unpack_images(packed: np.ndarray, chunk: int = 32_768) -> torch.Tensor:
-    """``N x 64 x 8`` packed bits -> resident ``N x 1 x 64 x 64`` uint8 0/255 tensor."""
-    out = np.empty((len(packed), 1, 64, 64), dtype=np.uint8)
-    for s in range(0, len(packed), chunk):
-        part = np.unpackbits(np.asarray(packed[s : s + chunk]), axis=-1)
-        np.multiply(part, np.uint8(255), out=out[s : s + chunk, 0])
-    return torch.from_numpy(out)
+class PackedDSprites(GroundTruthData):
+    """dSprites whose images stay bit-packed and are unpacked per call of :meth:`images_at`.
+
+    ``bits`` is the procedural cache (``N x 64 x 8`` uint8, 377 MB for the full grid),
+    memory-mapped: its pages are shared through the page cache by every process that loads
+    dSprites, and a process's private memory holds only the batch being unpacked (not the 3 GB
+    of unpacked images). ``images`` is ``None``; ``images_at(rows)`` gives exactly the ``uint8``
+    0/255 images a resident tensor would (:func:`~untwine.data._sprite_bits.unpack_rows`). On a
+    GPU, ``images_on(device)`` unpacks every image onto the device once (3 GB there), so training
+    keeps gathering batches from resident images with no host work per step.
+    """
+
+    def __init__(self, bits: np.ndarray, sizes: Sequence[int] = FACTOR_SIZES, source: str = "procedural") -> None:
+        super().__init__(
+            "dsprites", FACTOR_NAMES, sizes, None, _files.grid_factors(sizes),
+            source=source, full_grid=True, num_channels=1,
+        )
+        _sprite_bits.check_bits(bits, len(self), "dsprites")
+        self.bits = bits
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """``uint8`` images ``... x 1 x 64 x 64`` (0/255) at rows ``index`` (int64, any shape)."""
+        idx = torch.as_tensor(index, dtype=torch.int64)
+        rows = idx.reshape(-1).cpu().numpy()
+        return torch.from_numpy(_sprite_bits.unpack_rows(self.bits, rows)).view(*idx.shape, 1, 64, 64)
+
+    def _resident_copy(self, device: torch.device) -> torch.Tensor:
+        return _sprite_bits.unpack_to(self.bits, device)
 
 
-def load_procedural(sizes: Sequence[int] = FACTOR_SIZES, *, progress: bool = True) -> GroundTruthData:
-    """The re-rendered dSprites (building the cache on first use) as a full-grid dataset."""
+def procedural_bits(sizes: Sequence[int] = FACTOR_SIZES, *, progress: bool = True) -> np.ndarray:
+    """The packed cache of the grid ``sizes`` (built on first use), memory-mapped read-only:
+    ``N x 64 x 8`` uint8. Shared by :func:`load_procedural` and the dSprites variants."""
     sizes = _check_sizes(sizes)
     path = build_procedural(sizes, progress=progress)
-    packed = _files.load_npy(path, (int(np.prod(sizes)), 64, 8), "uint8")
-    data = GroundTruthData(
-        "dsprites", FACTOR_NAMES, sizes, _unpack_images(packed), _files.grid_factors(sizes),
-        source="procedural", full_grid=True,
-    )
-    data.files = {"cache": str(path)}  # type: ignore[attr-defined]
+    return _files.load_npy(path, (int(np.prod(sizes)), 64, 8), "uint8")
+
+
+def load_procedural(sizes: Sequence[int] = FACTOR_SIZES, *, progress: bool = True) -> PackedDSprites:
+    """The re-rendered dSprites (building the cache on first use) as a full-grid dataset whose
+    images stay in the memory-mapped packed cache (:class:`PackedDSprites`)."""
+    sizes = _check_sizes(sizes)
+    bits = procedural_bits(sizes, progress=progress)
+    data = PackedDSprites(bits, sizes)
+    data.files = {"cache": str(procedural_cache_path(sizes))}  # type: ignore[attr-defined]
     return data
 
 
