@@ -77,7 +77,7 @@ def main() -> int:
         return 0
     from untwine.data import from_arrays
     from untwine.train import RunConfig, train
-    from untwine.train.packed import train_packed
+    from untwine.train import train_packed
 
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu ({os.cpu_count()} CPUs)"
     print(f"bench_gpu: {dev}, torch {torch.__version__}, batch {a.batch}", flush=True)

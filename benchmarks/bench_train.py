@@ -149,7 +149,7 @@ def worker_untwine(a: argparse.Namespace, model: str) -> float:
 
 def worker_packed(a: argparse.Namespace, how: str) -> float:
     from untwine.train import RunConfig, train
-    from untwine.train.packed import train_packed
+    from untwine.train import train_packed
 
     data = _dataset()
     with tempfile.TemporaryDirectory() as d:

@@ -14,7 +14,8 @@ from untwine.data import BatchSampler
 from untwine.models import VAE
 from untwine.train import RunConfig, checkpoint, load_run, train
 from untwine.train import packed
-from untwine.train.packed import PackedVAE, train_packed
+from untwine.train import train_packed
+from untwine.train.packed import PackedVAE
 
 from conftest import TINY, nan_loss_from, patch_terms, squares
 

@@ -466,16 +466,3 @@ def pack_key(config: RunConfig) -> tuple:
     precision = config.resolved(check_dataset=False).precision
     pairs = objectives.get(config.model).pairs
     return (*(precision if f == "precision" else _field(config, f) for f in SHARED), pairs)
-
-
-def __getattr__(name: str) -> Any:
-    # The entry point lives with the one loop; ``from untwine.train.packed import train_packed``
-    # keeps working.
-    if name == "train_packed":
-        from .loop import train_packed
-
-        return train_packed
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["BACKENDS", "PackedStep", "PackedVAE", "SHARED", "check_packable", "pack_key", "train_packed"]

@@ -20,14 +20,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from ..models import VAE, Posterior
 from ..errors import UserError
-from .config import RunConfig
+
+if TYPE_CHECKING:  # annotations only: config imports this module to resolve precision
+    from .config import RunConfig
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 T = TypeVar("T")
