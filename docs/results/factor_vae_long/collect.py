@@ -2,6 +2,9 @@
 
     python docs/results/factor_vae_long/collect.py RUNS_ROOT [--csv docs/results/factor_vae_long/long_runs.csv]
 
+FactorVAE runs go to ``--csv``; beta-VAE runs (issue 31 item 2: bvae_b1, bvae_b4) to
+``beta_vae_long.csv`` beside it (written only when there are some).
+
 For each run folder under RUNS_ROOT (made by run_chunks.sh) and each ``eval/mig_step<N>.json``
 (``untwine evaluate --metrics mig,gaussian_tc`` after the chunk that ended at step N): the run's
 settings (config.json), MIG and its per-factor terms and the Gaussian TC of the mean codes (that
@@ -52,11 +55,16 @@ def main() -> int:
     ap.add_argument("--csv", default=str(Path(__file__).with_name("long_runs.csv")))
     a = ap.parse_args()
     rows = [r for run in sorted(Path(a.root).iterdir()) if (run / "config.json").is_file() for r in rows_of(run)]
-    with open(a.csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    print(f"{len(rows)} rows -> {a.csv}")
+    outputs = {a.csv: [r for r in rows if r["model"] == "factor-vae"]}
+    bvae = [r for r in rows if r["model"] == "beta-vae"]
+    if bvae:
+        outputs[str(Path(a.csv).with_name("beta_vae_long.csv"))] = bvae
+    for path, part in outputs.items():
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, COLUMNS)
+            w.writeheader()
+            w.writerows(part)
+        print(f"{len(part)} rows -> {path}")
     return 0
 
 
