@@ -1,8 +1,12 @@
-"""Shared test set-up: one torch thread, and a tiny registered dataset (``tiny-squares``)."""
+"""Shared test set-up: one torch thread, a tiny registered dataset (``tiny-squares``), and the
+results-table scripts (``rt``)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +36,20 @@ if TINY not in data.names():
         TINY, ("x", "y", "size"), (8, 8, 2), ("arrays",),
         load=lambda source, root: squares(), present=lambda source, root: True,
     ))
+
+
+@pytest.fixture(scope="module")
+def rt():
+    """scripts/results/core.py (reading, the registry, the check), with every folder's tables
+    registered; ``results`` is imported afresh for each test module and removed after it."""
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        yield importlib.import_module("results").core
+    finally:
+        sys.path.remove(scripts)
+        for name in [m for m in sys.modules if m == "results" or m.startswith("results.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True)

@@ -17,18 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def rt():
-    """scripts/results/core.py (reading, the registry, the check), with every folder's tables registered."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        yield importlib.import_module("results").core
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-        for name in [m for m in sys.modules if m == "results" or m.startswith("results.")]:
-            del sys.modules[name]
-
-
 def test_the_command_lists_every_registered_table(rt):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_tables.py"), "--list"],
                          capture_output=True, text=True, check=True).stdout

@@ -11,7 +11,7 @@ import torch
 
 from untwine import objectives
 from untwine.data import from_arrays, load
-from untwine.data.pairs import PairSampler, pair_factors, partner_rows
+from untwine.data.pairs import Pairing, PairSampler, pair_factors, partner_rows
 from untwine.objectives.weak import adaptive_mask, label_mask
 from untwine.train import RunConfig, train, train_packed
 
@@ -182,6 +182,22 @@ def test_pair_that_shares_nothing_is_rejected():
         pair_factors(_factors(3), SIZES, 5, "paper", torch.Generator())
 
 
+def test_an_unknown_pair_mode_is_rejected_when_the_sampler_is_built():
+    data = load("dsprites", "procedural")
+    with pytest.raises(ValueError, match=r"^unknown pair mode 'papers'; choose one of paper, dlib$"):
+        PairSampler(data, 8, k=1, mode="papers")
+
+
+def test_a_pairing_is_its_checked_arguments_and_draws_like_pair_factors():
+    p = Pairing((3, 1, 6), k=1, mode="dlib", name="toy")
+    assert (p.sizes, p.k, p.mode) == ((3, 1, 6), 1, "dlib") and p == Pairing((3, 1, 6), 1, "dlib", "toy")
+    f = torch.tensor([[0, 0, 5], [2, 0, 0]] * 50)
+    a = p.draw(f, torch.Generator().manual_seed(7))
+    b = pair_factors(f, [3, 1, 6], 1, "dlib", torch.Generator().manual_seed(7))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert (a[0][:, 1] == 0).all() and set(a[1].tolist()) <= {0, 2}  # the 1-value factor never changes
+
+
 def test_sampler_pairs_images_and_repeatability():
     data = load("dsprites", "procedural")
     rows = np.arange(0, len(data), 7)
@@ -236,7 +252,7 @@ def test_partner_rows_on_the_shapes3d_grid():
                              "radix": np.cumprod((1,) + sizes[:0:-1])[::-1].copy()})()
     f = torch.stack([torch.randint(0, n, (500,), generator=torch.Generator().manual_seed(i))
                      for i, n in enumerate(sizes)], 1)
-    rows, labels = partner_rows(grid, f, 2, "paper", torch.Generator().manual_seed(0))
+    rows, labels = partner_rows(grid, f, Pairing(sizes, 2), torch.Generator().manual_seed(0))
     back = torch.from_numpy(np.stack(np.unravel_index(rows.numpy(), sizes), 1))
     assert ((back != f).sum(1) == 2).all() and (back != f)[torch.arange(500), labels].all()
 

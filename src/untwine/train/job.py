@@ -103,9 +103,9 @@ class Job:
         self.sampler = _sampler(cfg, data, train_idx, device)
         val_rows = np.sort(np.random.default_rng(cfg.seed).permutation(val_idx)[: cfg.eval_images])
         self.val_x = to_float(data.images_at(torch.from_numpy(val_rows))).to(device)
-        if self.pairs:  # each validation image's partner, drawn once (the run's seed)
+        if isinstance(self.sampler, PairSampler):  # each validation image's partner, drawn once (the run's seed)
             f = torch.as_tensor(np.asarray(data.factors)[val_rows], dtype=torch.int64)
-            rows2, self.val_labels = partner_rows(data, f, **_pair_args(cfg), generator=torch.Generator().manual_seed(cfg.seed))
+            rows2, self.val_labels = partner_rows(data, f, self.sampler.pairing, torch.Generator().manual_seed(cfg.seed))
             self.val_x2 = to_float(data.images_at(rows2)).to(device)
         self.images_per_step = cfg.batch_size * (2 if self.pairs else 1)
 
