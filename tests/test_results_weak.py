@@ -192,3 +192,21 @@ def test_the_committed_8000_step_tables_are_unchanged_by_the_registry(rt):
     for table in ("weak/draws", "weak/same-seeds", "weak/side-by-side", "weak/draws16", "weak/lengths",
                   "weak/same-seeds16"):
         assert rt.TABLES[table]() in readme
+
+
+def test_fresh16_counts_its_own_seeds_and_not_an_unfinished_run(rt, weak_root):
+    """The fresh-seed recipe (seeds 5-9, trained from scratch): its own draws only; a run folder
+    stopped short of 16,000 steps is listed as not run; the side-by-side table has its row."""
+    weak = weak_root(None) / "weak"
+    for p in ("bf16", "fp32"):
+        (weak / f"fresh16_{p}.toml").write_text(STUDY.format(stem="fresh16", p=p, seeds=[5, 6, 7, 8, 9], steps="16_000"))
+    write_sweep(weak / "fresh16" / "bf16", {5: {"mig": "0.3555", "wall": 1800.0, "steps": 16000},
+                                            6: {"mig": "0.290", "wall": 900.0, "steps": 9000}})
+    (weak / "fresh16.csv").write_text(per_factor({("bf16", 5): "0.3555"}))
+    text = rt.TABLES["weak/fresh16"]()
+    assert text.startswith("1 of 10 planned draws ran; 1 reach MIG >= 0.3; median 0.356, range 0.356. "
+                           "**Not run: bf16 seeds 6, 7, 8 and 9, fp32 seeds 5, 6, 7, 8 and 9**")
+    assert "| bf16 | 5 | **0.356** | 0.500 | 0.100 | 0.500 | 0.020 | 0.600 | 0.500 | 5 | 0.080 | 30.0 | `fresh16_bf16.toml` |" in text
+    assert "Each draw is the" not in text  # not a continued recipe
+    row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "fresh seeds" in line)
+    assert "16,000 steps x 32 pairs (64 images) | 1 of 10 planned | 1 of 1 | 0.356 |" in row

@@ -4,7 +4,9 @@ beside the unsupervised recipes and the shipped models, each from its own commit
 
 The recipes are stated once, in ``RECIPES``: the 8,000-step recipe (``draws_*.toml``, ``sweeps/``,
 ``draws.csv``) and the same draws continued to 16,000 steps (``draws16_*.toml``, ``sweeps16/``,
-``draws16.csv``; that recipe's own tables are in weak_lengths.py). A recipe's data, once committed
+``draws16.csv``) and the 16,000-step recipe trained from scratch on fresh seeds 5-9
+(``fresh16_*.toml``, ``fresh16/``, ``fresh16.csv``); the 16,000-step tables are in weak_lengths.py.
+A recipe's data, once committed
 (README "How it was made", "Twice the length"): its sweep folders without checkpoints
 (results.csv, timings.csv, the run folders), its per-factor file (``scripts/recipe_draws.py``:
 per-factor MIG, active latents, max NMI) and, for the 8,000-step draws, ``weak/machine.json``
@@ -134,7 +136,9 @@ R8 = Recipe("**Ada-GVAE (this recipe)**", ("draws_bf16.toml", "draws_fp32.toml")
             machine=f"{WEAK}/machine.json")
 R16 = Recipe("**Ada-GVAE (same draws continued)**", ("draws16_bf16.toml", "draws16_fp32.toml"), "sweeps16",
              "draws16.csv", continues=R8)
-RECIPES = (R8, R16)  # the side-by-side table's order
+R16F = Recipe("**Ada-GVAE 16,000 steps, fresh seeds**", ("fresh16_bf16.toml", "fresh16_fp32.toml"), "fresh16",
+              "fresh16.csv")
+RECIPES = (R8, R16, R16F)  # the side-by-side table's order
 
 
 def planned(recipe: Recipe) -> bool:

@@ -1,7 +1,8 @@
-"""docs/results/weak, "Twice the length": the tables of a continued recipe of weak.py's registry
-(``RECIPES``; here ``R16``, the 8,000-step draws continued to 16,000 steps): its draws, each draw's
-MIG at both lengths, and the same-seeds comparison with the beta-TCVAE demo recipe, whose draws
-ran 8,000 steps (so that one is not issue 30's same-step comparison, and says so).
+"""docs/results/weak, "Twice the length" and "Fresh seeds": the 16,000-step recipes of weak.py's
+registry (``RECIPES``). ``R16``, the 8,000-step draws continued to 16,000 steps: its draws, each
+draw's MIG at both lengths, and the same-seeds comparison with the beta-TCVAE demo recipe, whose
+draws ran 8,000 steps (so that one is not issue 30's same-step comparison, and says so).
+``R16F``, the same settings trained from scratch on seeds 5-9 (fixed before they ran): its draws.
 
 The data, once committed (README "Twice the length"): ``weak/sweeps16/{bf16,fp32}/`` and
 ``weak/draws16.csv``, laid out as the 8,000-step draws' ``sweeps/`` and ``draws.csv``. Until then
@@ -12,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .core import draw_list, markdown_table, num, register, thousands
-from .weak import (BAR, DEMO, R8, R16, WEAK, Recipe, draws_table, hit, hits, mig_cell, missing_studies, planned,
+from .weak import (BAR, DEMO, R8, R16, R16F, WEAK, Recipe, draws_table, hit, hits, mig_cell, missing_studies, planned,
                    same_seeds_table, weak_config, weak_draws)
 
 
@@ -103,3 +104,10 @@ def same_seeds16() -> str:
     """The draws continued to 16,000 steps against the demo recipe's 8,000-step draws on the same
     (precision, seed): said plainly not to be the issue's same-step comparison."""
     return same_seeds_table(R16, step_caveat)
+
+
+@register(f"{WEAK}/fresh16")
+def fresh16() -> str:
+    """The 16,000-step recipe on fresh seeds 5-9 (fresh16_*.toml, fresh16/, fresh16.csv), as
+    ``weak/draws``: every planned draw, a draw without a finished run folder listed as not run."""
+    return draws_table(R16F)
