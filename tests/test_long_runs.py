@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -23,7 +24,7 @@ def test_progress_of_a_resumed_run_counts_only_this_sessions_steps(monkeypatch):
 
     now = [1000.0]
     monkeypatch.setattr(tqdm.std, "time", lambda: now[0])
-    bar = Progress(10_000, 5_000, True, "resumed")
+    bar = Progress(10_000, 5_000, True, "resumed", lines=False)
     now[0] += 10.0
     bar.update(5_100, 640.0, {"loss": 1.0})
     d = bar.bar.format_dict
@@ -37,6 +38,41 @@ def test_progress_of_a_resumed_run_counts_only_this_sessions_steps(monkeypatch):
     bar.update(5_400, 640.0, {"loss": 1.0})
     assert bar.bar.format_dict["rate"] == pytest.approx(10.0)
     bar.close()
+
+
+def test_progress_in_a_log_file_is_a_plain_line_a_minute_and_one_at_the_end():
+    """Not a terminal (nohup, a log file): no bar, one line per ``every_s`` with this session's
+    pace and ETA (resumed at 5,000; 100 steps in 10 s: 10 steps/s, 4,900 steps = 8:10 left)."""
+    now, out = [0.0], io.StringIO()
+    bar = Progress(10_000, 5_000, True, "factor-vae dsprites", stream=out, clock=lambda: now[0])
+    assert bar.lines and bar.bar.disable
+    now[0] = 10.0
+    bar.update(5_100, 640.0, {"loss": 81.25})  # 10 s since the start: not yet a minute
+    assert out.getvalue() == ""
+    now[0] = 60.0
+    bar.update(5_600, 640.0, {"loss": 80.5})
+    assert out.getvalue() == "factor-vae dsprites: step 5,600/10,000 (56.0%), 10.00 steps/s, ETA 07:20, " \
+                             "loss=80.5, img/s=640\n"
+    now[0] = 90.0
+    bar.update(5_900, 640.0, {"loss": 80.0})  # 30 s after the last line: silent
+    bar.close()  # interrupted at 5,900: the last step is said
+    assert out.getvalue().splitlines()[1] == "factor-vae dsprites: step 5,900/10,000 (59.0%), 10.00 steps/s, " \
+                                             "ETA 06:50, loss=80, img/s=640"
+    assert "\r" not in out.getvalue()
+    quiet = io.StringIO()
+    off = Progress(10, 0, False, "off", stream=quiet, clock=lambda: now[0])
+    off.update(10, 1.0, {})
+    off.close()
+    assert quiet.getvalue() == "" and not off.lines
+
+
+def test_progress_on_a_terminal_is_the_bar():
+    tty = io.StringIO()
+    tty.isatty = lambda: True  # type: ignore[method-assign]
+    bar = Progress(100, 0, True, "run", stream=tty)
+    bar.update(50, 10.0, {"loss": 1.0})
+    bar.close()
+    assert not bar.lines and "\r" in tty.getvalue() and "50/100" in tty.getvalue()
 
 
 def tiny(tmp_path, **kw):

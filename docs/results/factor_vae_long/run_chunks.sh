@@ -25,10 +25,10 @@ for ((target = CHUNK; target <= FINAL; target += CHUNK)); do
     if [ -z "${ARGS[$name]:-}" ]; then echo "unknown run $name; choose from: ${!ARGS[*]}" >&2; exit 2; fi
     if [ -f "$R/eval/mig_step$target.json" ]; then continue; fi
     if [ -f "$R/config.json" ]; then
-      $UNTWINE train --out "$R" --resume --steps $target --no-progress
+      $UNTWINE train --out "$R" --resume --steps $target
     else
       $UNTWINE train --dataset dsprites ${ARGS[$name]} --batch-size 64 \
-        --steps $target --eval-every $CHUNK --checkpoint-every 2000 --threads 1 --out "$R" --no-progress
+        --steps $target --eval-every $CHUNK --checkpoint-every 2000 --threads 1 --out "$R"
     fi
     mkdir -p "$R/eval"
     $UNTWINE evaluate "$R" --metrics mig,gaussian_tc --jobs 1 --no-progress --output "$R/eval/mig_step$target.json.tmp"

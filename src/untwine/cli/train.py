@@ -70,7 +70,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="RUN.toml", help="TOML file of RunConfig keys (+ an [hparams] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress: neither the bar (on a terminal) nor the line a minute (in a log file)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:

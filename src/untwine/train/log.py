@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 import torch
 from tqdm import tqdm
@@ -214,19 +216,54 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 class Progress:
-    """A tqdm bar over steps showing ETA, images/s and the latest loss terms."""
+    """Progress over ``total`` steps from ``initial`` (a resumed run's first step): steps, ETA,
+    images/s and the latest loss terms. On a terminal, a tqdm bar. Elsewhere (``lines``, the default
+    when ``stream`` is not a terminal: a log file, ``nohup``, a job scheduler) one plain line every
+    ``every_s`` seconds and one at the end, so a long run's log shows where it is without
+    carriage-return noise. Speed and ETA count this session's steps only (``initial`` on)."""
 
-    def __init__(self, total: int, initial: int, enabled: bool, desc: str) -> None:
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str, *, lines: bool | None = None,
+                 every_s: float = 60.0, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        if lines is None:
+            lines = not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self.lines = enabled and lines
+        self.total, self.initial, self.desc, self.every_s, self.clock = total, initial, desc, every_s, clock
+        self.t0 = self.last = clock()
+        self.step, self.said = initial, initial
+        self.post: dict[str, str] = {}
         self.bar = tqdm(
-            total=total, initial=initial, disable=not enabled, desc=desc, unit="step",
-            dynamic_ncols=True, smoothing=0.1,
+            total=total, initial=initial, disable=not enabled or self.lines, desc=desc, unit="step",
+            dynamic_ncols=True, smoothing=0.1, file=self.stream,
         )
 
     def update(self, step: int, images_per_s: float, terms: dict[str, float]) -> None:
         post = {k: f"{v:.4g}" for k, v in terms.items() if isinstance(v, float)}
         post["img/s"] = f"{images_per_s:.0f}"
+        self.step, self.post = step, post
+        if self.lines:
+            now = self.clock()
+            if now - self.last >= self.every_s or step >= self.total:
+                self._say(now)
+            return
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(step - self.bar.n)
 
+    def line(self, now: float) -> str:
+        """``DESC: step 5,100/10,000 (51.0%), 10.00 steps/s, ETA 08:10, loss=1, img/s=640``."""
+        done, dt = self.step - self.initial, now - self.t0
+        rate = done / dt if done > 0 and dt > 0 else None
+        pace = "-- steps/s, ETA --" if rate is None else \
+            f"{rate:.2f} steps/s, ETA {tqdm.format_interval((self.total - self.step) / rate)}"
+        terms = "".join(f", {k}={v}" for k, v in self.post.items())
+        return f"{self.desc}: step {self.step:,}/{self.total:,} ({100 * self.step / self.total:.1f}%), {pace}{terms}"
+
+    def _say(self, now: float) -> None:
+        print(self.line(now), file=self.stream, flush=True)
+        self.last, self.said = now, self.step
+
     def close(self) -> None:
+        if self.lines and self.step != self.said:
+            self._say(self.clock())
         self.bar.close()
