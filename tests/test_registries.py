@@ -100,7 +100,8 @@ def test_every_built_in_dataset_is_registered():
 
 
 def test_each_dataset_file_is_loaded_by_the_registry():
-    """In a fresh interpreter, ``names()`` alone imports every module that registers a dataset."""
+    """In a fresh interpreter, importing the registry (so the package) imports every module that
+    registers a dataset."""
     mods = dataset_modules()
     assert {"dsprites", "mpi3d", "mnist", "shapes3d"} <= set(mods)
     code = ("import sys; from untwine.data import registry; n = registry.names(); "
@@ -108,7 +109,7 @@ def test_each_dataset_file_is_loaded_by_the_registry():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     missing = set(mods) - set(out.stdout.split())
-    assert not missing, f"data/registry.py _ensure_loaded does not import {sorted(missing)}"
+    assert not missing, f"untwine/data/__init__.py does not import {sorted(missing)}"
     assert len(data_registry.names()) >= len(mods)
 
 

@@ -70,10 +70,10 @@ def _present(spec, source: str, root: Path | None) -> bool:  # type: ignore[no-u
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..data import registry
+    from ..data import data_root, registry
 
     root = _root(args)
-    table = Table(title=f"datasets (files looked for in {registry.data_root(root)})")
+    table = Table(title=f"datasets (files looked for in {data_root(root)})")
     for col in ("name", "factors", "sizes", "sources (* = present)", "about"):
         table.add_column(col)
     for name in registry.names():
@@ -88,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..data import registry
+    from ..data import data_root
 
     spec, root = _spec(args.name), _root(args)
     console = _console()
@@ -100,7 +100,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for k, (n, s) in enumerate(zip(spec.factor_names, spec.factor_sizes)):
         table.add_row(str(k), n, str(s))
     console.print(table)
-    src = Table(title=f"sources (files looked for in {registry.data_root(root)})")
+    src = Table(title=f"sources (files looked for in {data_root(root)})")
     src.add_column("source")
     src.add_column("present")
     src.add_column("factor sizes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import hashlib
 import shutil
 import struct
@@ -20,14 +21,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MissingFileError, UserError
-from .cache import build_lock, building, load_npy, open_npy
-from .registry import cache_dir, data_root
+from .cache import build_lock, building, cache_dir, load_npy, open_npy
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where official files are looked for: ``root``, else ``$UNTWINE_DATA``, else the cache dir."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("UNTWINE_DATA")
+    return Path(env).expanduser() if env else cache_dir()
 
 
 def candidates(filenames: Sequence[str], root: Path | None, subdir: str) -> list[Path]:
     """Where an official file is looked for, in order: ``<root>/<file>``, ``<root>/<subdir>/<file>``.
 
-    ``root`` defaults to ``$UNTWINE_DATA``, else the cache dir (see :func:`registry.data_root`).
+    ``root`` defaults to ``$UNTWINE_DATA``, else the cache dir (see :func:`data_root`).
     """
     base = data_root(root)
     return [p for name in filenames for p in (base / name, base / subdir / name)]

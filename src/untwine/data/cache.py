@@ -17,6 +17,11 @@ import numpy as np
 from ..errors import DiskFullError, UserError, is_disk_full
 
 
+def cache_dir() -> Path:
+    """Where untwine keeps built caches: ``$UNTWINE_CACHE`` or ``~/.cache/untwine``."""
+    return Path(os.environ.get("UNTWINE_CACHE", Path.home() / ".cache" / "untwine")).expanduser()
+
+
 def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 

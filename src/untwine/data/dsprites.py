@@ -43,9 +43,9 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from . import _files, _sprite_bits
-from .cache import partial_path
+from .cache import cache_dir, partial_path
 from .protocol import GroundTruthData
-from .registry import DatasetSpec, cache_dir, register
+from .registry import DatasetSpec, register
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)

@@ -1,4 +1,6 @@
-"""Dataset registry: CLI name -> :class:`DatasetSpec`. A new dataset is one file plus ``register``."""
+"""Dataset registry: CLI name -> :class:`DatasetSpec`. A new dataset is one file that calls
+``register``, plus its import in ``untwine/data/__init__.py`` (importing the package registers
+every dataset there)."""
 
 from __future__ import annotations
 
@@ -8,20 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UnknownNameError, UserError
+from ._files import data_root
+from .cache import cache_dir
 from .protocol import GroundTruthData
-
-
-def cache_dir() -> Path:
-    """Where untwine keeps built caches: ``$UNTWINE_CACHE`` or ``~/.cache/untwine``."""
-    return Path(os.environ.get("UNTWINE_CACHE", Path.home() / ".cache" / "untwine")).expanduser()
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where official files are looked for: ``root``, else ``$UNTWINE_DATA``, else the cache dir."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("UNTWINE_DATA")
-    return Path(env).expanduser() if env else cache_dir()
 
 
 @dataclass(frozen=True)
@@ -58,14 +49,7 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-def _ensure_loaded() -> None:
-    # Importing the dataset modules registers them.
-    from . import dsprites, mpi3d, mnist, shapes3d  # noqa: F401
-    from . import color_dsprites, noisy_dsprites, scream_dsprites  # noqa: F401
-
-
 def get(name: str) -> DatasetSpec:
-    _ensure_loaded()
     key = name.lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in _REGISTRY:
@@ -77,7 +61,6 @@ def get(name: str) -> DatasetSpec:
 
 
 def names() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 

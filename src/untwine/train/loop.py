@@ -219,9 +219,10 @@ class SingleStep:
             if compile_mode(job.cfg.compile, device) is not None:
                 warnings.warn(f"{job.cfg.model} trains on pairs and runs uncompiled (compile={job.cfg.compile!r} "
                               "is ignored)", stacklevel=4)
-            self.forward = model_forward(job.model, job.cfg, device)
+            self.forward = model_forward(job.model, job.cfg.precision, device)
         else:
-            self.forward = step_forward(job.model, job.cfg, device) if self.fused is None else job.model
+            cfg = job.cfg
+            self.forward = job.model if self.fused is not None else step_forward(job.model, cfg.precision, cfg.compile, device)
 
     def __call__(self, step: int) -> None:
         job, objective, optimizer = self.job, self.job.objective, self.optimizer
@@ -259,7 +260,7 @@ def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[...,
     mode = compile_mode(cfg.compile, device)
     if mode is None or objective.uses_step or objective.has_extra_step or objective.pairs:
         return None
-    forward = model_forward(job.model, cfg, device)
+    forward = model_forward(job.model, cfg.precision, device)
 
     def step(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         mu, logvar, z, logits = forward(x)

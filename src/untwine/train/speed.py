@@ -20,16 +20,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, TypeVar
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from ..models import VAE, Posterior
 from ..errors import UserError
-
-if TYPE_CHECKING:  # annotations only: config imports this module to resolve precision
-    from .config import RunConfig
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 T = TypeVar("T")
@@ -125,7 +122,7 @@ def cpu_bf16_pays(threads: int) -> bool:
         return env == "1"
     if not bf16_native("cpu"):
         return False
-    from ..data.registry import cache_dir
+    from ..data.cache import cache_dir
     from .log import write_json
 
     path = cache_dir() / "cpu_precision.json"
@@ -256,9 +253,10 @@ def uses_cuda_graphs(mode: str, device: torch.device) -> bool:
     return device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
 
 
-def model_forward(model: VAE, cfg: RunConfig, device: torch.device) -> nn.Module:
-    """The uncompiled model call with ``cfg.precision`` applied: ``model`` itself for fp32."""
-    return AutocastForward(model, device.type) if cfg.precision == "bf16" else model
+def model_forward(model: VAE, precision: str, device: torch.device) -> nn.Module:
+    """The uncompiled model call in ``precision`` (resolved: ``"fp32"`` or ``"bf16"``): ``model``
+    itself for fp32."""
+    return AutocastForward(model, device.type) if precision == "bf16" else model
 
 
 def compiled_step(fn: Callable[..., T], mode: str, device: torch.device) -> Callable[..., T]:
@@ -275,11 +273,14 @@ def compiled_step(fn: Callable[..., T], mode: str, device: torch.device) -> Call
     return graphed
 
 
-def step_forward(model: VAE, cfg: RunConfig, device: torch.device) -> Callable[[torch.Tensor], Outputs]:
-    """The model call of one training step, ``x: B x C x H x W -> (mu, logvar, z, logits)``, with
-    ``cfg.compile`` and ``cfg.precision`` applied. fp32 without compilation is ``model`` itself."""
-    fn = model_forward(model, cfg, device)
-    mode = compile_mode(cfg.compile, device)
+def step_forward(
+    model: VAE, precision: str, compile_setting: str, device: torch.device
+) -> Callable[[torch.Tensor], Outputs]:
+    """The model call of one training step, ``x: B x C x H x W -> (mu, logvar, z, logits)``, in
+    ``precision`` (resolved) and compiled as ``compile_setting`` says (``RunConfig.compile``). fp32 without
+    compilation is ``model`` itself."""
+    fn = model_forward(model, precision, device)
+    mode = compile_mode(compile_setting, device)
     return fn if mode is None else compiled_step(fn, mode, device)
 
 
