@@ -156,3 +156,36 @@ def test_sweep_view_says_how_much_of_a_resumed_sweep_is_left(tmp_path, capsys):
     assert ("3 runs: 1 already finished, 2 to run (1 resumed; 15,000 of 20,000 training steps left) "
             "(local backend, 1 job)") in out
     assert "0/2 running 0 failed 0 0:00:00 ETA -:--:--" in out  # no run finished yet: no estimate
+
+
+def test_sweep_status_line_in_a_log_file_reads_the_running_runs_checkpoints(tmp_path):
+    """Not a terminal: a line a minute. Two runs of 10,000 steps, one resumed at 5,000; after 100 s
+    the running one's checkpoint is at 6,000 (1,000 steps: 10 steps/s), so 14,000 steps are left,
+    1,400 s away; when it finishes, its steps count as trained."""
+    now = [0.0]
+    pending = [spec(tmp_path, "a", 10_000, 5_000), spec(tmp_path, "b", 10_000)]
+    view = ProgressView(3, 1, 1, "local", enabled=False, pending=pending, clock=lambda: now[0])
+    assert view.status_line() == "sweep: 0/2 runs done (0 failed), 0:00:00 elapsed; 15,000 steps left, ETA -:--:--"
+    view.start(pending[0])
+    now[0] = 100.0
+    (tmp_path / "a" / "checkpoint" / "manifest.json").write_text(json.dumps({"format": 1, "step": 6_000}))
+    assert view.status_line() == ("sweep: 0/2 runs done (0 failed), 0:01:40 elapsed; running a at step 6,000/10,000; "
+                                  "14,000 steps left, ETA 0:23:20")
+    now[0] = 500.0
+    view.done(RunOutcome("a", "finished", wall_s=500.0))
+    view.start(pending[1])
+    assert view.status_line() == ("sweep: 1/2 runs done (0 failed), 0:08:20 elapsed; running b at step 0/10,000; "
+                                  "10,000 steps left, ETA 0:16:40")
+
+
+def test_sweep_prints_status_lines_while_it_waits(tmp_path, capsys):
+    pending = [spec(tmp_path, "a", 10_000, 5_000)]
+    view = ProgressView(1, 0, 1, "local", enabled=True, pending=pending, every_s=0.05)
+    with view:
+        assert view.lines  # capsys is not a terminal
+        view.start(pending[0])
+        import time
+        time.sleep(0.3)
+    out = capsys.readouterr().out
+    assert out.count("sweep: 0/1 runs done (0 failed)") >= 2 and "running a at step 5,000/10,000" in out
+    assert not view._ticker.is_alive()

@@ -217,3 +217,30 @@ def test_fvl_trend_table_from_the_files(rt, fvl, tmp_path, monkeypatch):
     assert "not a measurement (the seeds' MIG is 0.22," in text
     assert "| km (lr 1e-4, gamma 35) | km_s0 | 3 | 20,000-40,000 | +0.120 | 0.300 | 0.357 |" in text
     assert "| cpu (lr 1e-3, gamma 8) | cpu_s0 | 0 | none >= 20,000 | too few chunks (0 of 3) | - | - |" in text
+
+
+def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_path, monkeypatch):
+    """collect.py's run_folders.csv (summary.json + the newest checkpoint's manifest) -> the cost
+    table: 3,600 s for 20,000 steps is 1.00 hour and 1,800 s per 10,000 steps."""
+    run = tmp_path / "runs" / "km_s0"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "steps": 20000, "wall_time_s": 3600.04,
+                                                  "config": {"model": "factor-vae"}}))
+    (run / "checkpoint" / "manifest.json").write_text(json.dumps({"format": 1, "step": 20000, "files": {
+        "model.safetensors": {"bytes": 2_800_000}, "objective.safetensors": {"bytes": 20_000_000},
+        "state.pt": {"bytes": 45_700_000}}}))
+    sys.path.insert(0, str(ROOT / "docs" / "results" / "factor_vae_long"))
+    try:
+        collect = importlib.import_module("collect")
+        row = collect.folder_row(run)
+        assert row == {"run": "km_s0", "model": "factor-vae", "steps": 20000, "status": "finished",
+                       "wall_time_s": "3600.0", "cpu": "", "model_bytes": 2_800_000,
+                       "objective_bytes": 20_000_000, "state_bytes": 45_700_000}
+        (tmp_path / "results" / "factor_vae_long").mkdir(parents=True)
+        collect.write(str(tmp_path / "results" / "factor_vae_long" / "run_folders.csv"), collect.FOLDER_COLUMNS, [row])
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "results" / "factor_vae_long"))
+        sys.modules.pop("collect", None)
+    monkeypatch.setattr(rt, "RESULTS", tmp_path / "results")
+    assert fvl.cost_table().splitlines()[2] == ("| km_s0 | factor-vae | 20,000 | finished | 1.00 | 1800 | not recorded "
+                                                "| 2.8 | 20.0 | 45.7 | 68.5 |")

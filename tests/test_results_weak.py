@@ -5,6 +5,7 @@ the planned study files, the 8,000-step sweeps and, where given, a sweeps16/ of 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,12 @@ def test_fresh16_counts_its_own_seeds_and_not_an_unfinished_run(rt, weak_root):
     assert "Each draw is the" not in text  # not a continued recipe
     row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "fresh seeds" in line)
     assert "16,000 steps x 32 pairs (64 images) | 1 of 10 planned | 1 of 1 | 0.356 |" in row
+
+
+def test_a_cpu_stated_without_amx_is_not_labelled_amx(rt):
+    """ada-gvae-dsprites' COMMAND.txt says "AVX512-BF16, no AMX": the side-by-side CPU has no AMX."""
+    weak = sys.modules["results.weak"]
+    assert not weak.has_amx("AMD EPYC (25/17/1) (AVX512-BF16, no AMX; `auto` picks bf16 there)")
+    assert weak.has_amx("Intel Xeon with AMX and AVX512-BF16") and not weak.has_amx("Intel Xeon (family 6 model 207)")
+    row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "`ada-gvae-dsprites`" in line)
+    assert "| AMD, family 25 model 17 (its `COMMAND.txt`) |" in row

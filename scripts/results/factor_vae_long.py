@@ -121,3 +121,27 @@ def trend_table() -> str:
     header = ["setting", "runs", "points", "steps covered", "slope (MIG per decade of steps)",
               *(f"predicted MIG at {thousands(s)}" for s in TREND_AT)]
     return lead + "\n\n" + markdown_table(header, [trend_row(t) for t in trend(read_csv(CSV))])
+
+
+# ------------------------------------------------------------------------------- the cost
+FOLDERS = f"{FVL}/run_folders.csv"
+
+
+def mb(v: Any) -> str:
+    return num(int(v) / 1e6, 1)
+
+
+@register(f"{FVL}/cost")
+def cost_table() -> str:
+    """Each run folder as collect.py last saw it (run_folders.csv): steps trained, training time
+    over all its sessions, the average seconds per 10,000 steps, and its newest checkpoint's size
+    by file (a folder keeps two checkpoints: the newest and the one before)."""
+    rows = sorted(read_csv(FOLDERS), key=lambda r: r["run"])
+    body = [[r["run"], r["model"], thousands(r["steps"]), r["status"], num(float(r["wall_time_s"]) / 3600, 2),
+             num(float(r["wall_time_s"]) / int(r["steps"]) * 10_000, 0), r["cpu"] or "not recorded",
+             mb(r["model_bytes"]), mb(r["objective_bytes"]), mb(r["state_bytes"]),
+             mb(sum(int(r[k]) for k in ("model_bytes", "objective_bytes", "state_bytes")))] for r in rows]
+    return markdown_table(["run", "model", "steps trained", "status", "training hours (all sessions)",
+                           "seconds per 10,000 steps (average)", "CPU (summary.json)", "checkpoint: model (MB)",
+                           "checkpoint: objective (MB)", "checkpoint: optimizers and RNG (MB)",
+                           "checkpoint (MB)"], body)

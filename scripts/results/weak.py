@@ -88,6 +88,11 @@ def cpu_key(text: str) -> tuple | None:
     return vendor, int(m.group(1)), int(m.group(2))
 
 
+def has_amx(text: str) -> bool:
+    """Whether a CPU statement says AMX ("AVX512-BF16, no AMX" says the CPU has none)."""
+    return "AMX" in text.replace("no AMX", "")
+
+
 def stated_cpu(where: tuple[str, str]) -> dict:
     """A CPU stated in a README's prose: the phrase must still be there (whitespace aside), or the
     check fails and says where, rather than show a CPU the folder no longer states."""
@@ -96,7 +101,7 @@ def stated_cpu(where: tuple[str, str]) -> dict:
     if phrase not in text:
         raise SystemExit(f"docs/results/{path} no longer states its CPU as {phrase!r}: update scripts/results/weak.py")
     k = cpu_key(phrase)
-    label = f"Intel Xeon, family {k[1]} model {k[2]}" + (", AMX" if "AMX" in phrase else "")
+    label = f"Intel Xeon, family {k[1]} model {k[2]}" + (", AMX" if has_amx(phrase) else "")
     return {"label": f"{label} (stated in `{path}`)", "keys": {k}}
 
 
@@ -354,7 +359,7 @@ def shipped_cpu(name: str) -> dict:
     if k is None:
         return {"label": "not recorded", "keys": {None}}
     label = ("Intel Xeon" if k[0] == "Intel" else k[0]) + f", family {k[1]} model {k[2]}" + \
-        (", AMX" if "AMX" in line else "")
+        (", AMX" if has_amx(line) else "")
     return {"label": f"{label} (its `COMMAND.txt`)", "keys": {k}}
 
 

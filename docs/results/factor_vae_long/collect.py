@@ -10,6 +10,11 @@ For each run folder under RUNS_ROOT (made by run_chunks.sh) and each ``eval/mig_
 settings (config.json), MIG and its per-factor terms and the Gaussian TC of the mean codes (that
 JSON), and the validation row at step N of its metrics.jsonl: D(z_real), D(z_perm), the
 discriminator's TC estimate (``tc_batch``) and the sampled codes' Gaussian TC (``tc``).
+
+Also ``run_folders.csv`` beside ``--csv``: one row per run folder as it stands (summary.json: steps
+trained, status, training seconds over all sessions, CPU where recorded; the newest checkpoint's
+manifest: the bytes of each of its files), so the cost of a chunk and the size of a checkpoint are
+committed data.
 """
 
 from __future__ import annotations
@@ -49,22 +54,43 @@ def rows_of(run: Path) -> list[dict]:
     return out
 
 
+FOLDER_COLUMNS = ["run", "model", "steps", "status", "wall_time_s", "cpu", "model_bytes", "objective_bytes",
+                  "state_bytes"]
+
+
+def folder_row(run: Path) -> dict:
+    """The run folder as it stands: summary.json and the newest checkpoint's manifest."""
+    s = json.loads((run / "summary.json").read_text())
+    files = json.loads((run / "checkpoint" / "manifest.json").read_text())["files"]
+    return {"run": run.name, "model": s["config"]["model"], "steps": s["steps"], "status": s["status"],
+            "wall_time_s": f"{s['wall_time_s']:.1f}", "cpu": s.get("cpu", ""),
+            **{f"{name.split('.')[0]}_bytes": files[name]["bytes"]
+               for name in ("model.safetensors", "objective.safetensors", "state.pt") if name in files}}
+
+
+def write(path: str, columns: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, columns)
+        w.writeheader()
+        w.writerows(rows)
+    print(f"{len(rows)} rows -> {path}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root")
     ap.add_argument("--csv", default=str(Path(__file__).with_name("long_runs.csv")))
     a = ap.parse_args()
-    rows = [r for run in sorted(Path(a.root).iterdir()) if (run / "config.json").is_file() for r in rows_of(run)]
+    runs = [run for run in sorted(Path(a.root).iterdir()) if (run / "config.json").is_file()]
+    rows = [r for run in runs for r in rows_of(run)]
     outputs = {a.csv: [r for r in rows if r["model"] == "factor-vae"]}
     bvae = [r for r in rows if r["model"] == "beta-vae"]
     if bvae:
         outputs[str(Path(a.csv).with_name("beta_vae_long.csv"))] = bvae
     for path, part in outputs.items():
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, COLUMNS)
-            w.writeheader()
-            w.writerows(part)
-        print(f"{len(part)} rows -> {path}")
+        write(path, COLUMNS, part)
+    write(str(Path(a.csv).with_name("run_folders.csv")), FOLDER_COLUMNS,
+          [folder_row(run) for run in runs if (run / "summary.json").is_file()])
     return 0
 
 

@@ -4,11 +4,16 @@ one line per finished run; nothing when disabled.
 The ETA counts training steps, not runs: each pending run weighs the steps it has left (a resumed
 run, those after its newest checkpoint), and the rate is the steps of the runs finished in this
 call over this call's elapsed time. It is computed when a run finishes and counts down between
-finishes (rich's own estimate keeps 30 s of samples, so it is blank when runs take longer)."""
+finishes (rich's own estimate keeps 30 s of samples, so it is blank when runs take longer).
+
+Where the output is not a terminal (``nohup ... > log``, a scheduler's log file) the bar is not
+drawn, so a line a minute says where the sweep is: runs done, each running run's step (from its
+newest checkpoint), the steps left and an ETA from the steps trained so far in this call."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -40,10 +45,12 @@ class ProgressView:
     """A live rich view: runs done / running / failed, elapsed and ETA; one line per finished run.
 
     ``pending``: the runs to do (their steps left weigh the ETA; without them each run weighs 1);
-    ``clock``: seconds, for the ETA."""
+    ``clock``: seconds, for the ETA; ``lines``: print :meth:`status_line` every ``every_s`` seconds
+    (``None``: when the console is not a terminal and the runs' steps are known)."""
 
     def __init__(self, total: int, skipped: int, jobs: int, backend: str, enabled: bool = True,
-                 pending: Sequence[RunSpec] = (), clock: Callable[[], float] = time.monotonic) -> None:
+                 pending: Sequence[RunSpec] = (), clock: Callable[[], float] = time.monotonic,
+                 lines: bool | None = None, every_s: float = 60.0) -> None:
         self.total, self.skipped, self.jobs, self.backend = total, skipped, jobs, backend
         self.enabled = enabled
         self.running: list[str] = []
@@ -58,6 +65,10 @@ class ProgressView:
         self.trained = 0  # steps of the runs finished in this call
         self.t0 = self.clock()
         self.deadline: float | None = None  # when the last estimate expects the sweep to end
+        self.specs = {s.name: s for s in pending}
+        self.lines, self.every_s = lines, every_s
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> "ProgressView":
         if not self.enabled:
@@ -85,7 +96,31 @@ class ProgressView:
             + f" ({self.backend} backend, "
             + ("cluster-sized)" if self.jobs is None else f"{self.jobs} job{'s' if self.jobs != 1 else ''})")
         )
+        if self.lines is None:
+            self.lines = self.by_steps and not self._progress.console.is_terminal
+        if self.lines:
+            self._ticker = threading.Thread(target=self._tick, name="sweep-progress-lines", daemon=True)
+            self._ticker.start()
         return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.note(self.status_line())
+
+    def status_line(self) -> str:
+        """Where the sweep is, in one line: runs done of those to run, each running run's step
+        (its newest checkpoint's), steps left and the ETA at the pace of this call's steps so far
+        (``-:--:--`` until a checkpoint or a finished run shows some)."""
+        now = self.clock()
+        left = {n: steps_left(self.specs[n]) for n in self.work if n in self.specs}
+        trained = self.trained + sum(self.work[n] - left[n] for n in left)
+        rate = trained / (now - self.t0) if trained > 0 and now > self.t0 else None
+        steps_now = sum(left.values())
+        running = [f"{n} at step {self.steps[n] - left[n]:,}/{self.steps[n]:,}" for n in self.running if n in left]
+        return (f"sweep: {self.finished + self.failed}/{self.total - self.skipped} runs done ({self.failed} failed), "
+                f"{clock_text(now - self.t0)} elapsed; "
+                + (f"running {', '.join(running)}; " if running else "")
+                + f"{steps_now:,} steps left, ETA {'-:--:--' if rate is None else clock_text(steps_now / rate)}")
 
     def eta(self) -> float | None:
         """Seconds left by the estimate made when the last run finished, counted down since;
@@ -93,6 +128,9 @@ class ProgressView:
         return None if self.deadline is None else max(self.deadline - self.clock(), 0.0)
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
@@ -124,7 +162,7 @@ class ProgressView:
 
     def note(self, msg: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(msg, highlight=False)
+            self._progress.console.print(msg, highlight=False, soft_wrap=True)  # a log keeps whole lines
 
 
 def _eta_column(view: ProgressView) -> Any:
