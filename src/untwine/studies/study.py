@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import MissingFileError, UserError
+from ..errors import MissingFileError
 from ..naming import format_value
+from ._schema import StudyError, as_table, check_keys, check_types, list_of, type_name, type_ok
 from .references import Claim, Reference, parse_references
 
 if sys.version_info >= (3, 11):
@@ -42,10 +43,6 @@ REPORT_KEYS = {
 KEEP_SCORES = ("udr_lasso", "udr_spearman")
 # RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
-
-
-class StudyError(UserError):
-    """A study file is invalid; the message names the file, the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -194,29 +191,29 @@ def parse_study(
             raise StudyError(f"{where}: cannot override section [{section}]")
         raw.setdefault(section, {}).update(values)
 
-    _keys(raw, {"study", "train", "eval", "models", "report", "reference", "claim"}, where, "top level")
+    check_keys(raw, {"study", "train", "eval", "models", "report", "reference", "claim"}, where, "top level")
     if "study" not in raw:
         raise StudyError(f"{where}: missing [study] section (name, datasets, seeds)")
-    st = _table(raw["study"], where, "[study]")
-    _keys(st, set(STUDY_KEYS), where, "[study]")
-    _types(st, STUDY_KEYS, where, "study")
+    st = as_table(raw["study"], where, "[study]")
+    check_keys(st, set(STUDY_KEYS), where, "[study]")
+    check_types(st, STUDY_KEYS, where, "study")
     for key in ("name", "datasets"):
         if key not in st:
             raise StudyError(f"{where}: [study] needs {key!r}")
     name = st["name"]
     if not name or "/" in name:
         raise StudyError(f"{where}: study.name must be a non-empty name without '/', got {name!r}")
-    datasets = _list_of(st["datasets"], str, where, "study.datasets")
+    datasets = list_of(st["datasets"], str, where, "study.datasets")
     _check_datasets(datasets, where)
-    seeds = _list_of(st.get("seeds", [0]), int, where, "study.seeds")
+    seeds = list_of(st.get("seeds", [0]), int, where, "study.seeds")
     if len(set(seeds)) != len(seeds):
         raise StudyError(f"{where}: study.seeds has duplicates: {seeds}")
 
-    train = _train_section(_table(raw.get("train", {}), where, "[train]"), where, "train")
-    ev = _eval_section(_table(raw.get("eval", {}), where, "[eval]"), where)
-    rep = _table(raw.get("report", {}), where, "[report]")
-    _keys(rep, set(REPORT_KEYS), where, "[report]")
-    _types(rep, REPORT_KEYS, where, "report")
+    train = _train_section(as_table(raw.get("train", {}), where, "[train]"), where, "train")
+    ev = _eval_section(as_table(raw.get("eval", {}), where, "[eval]"), where)
+    rep = as_table(raw.get("report", {}), where, "[report]")
+    check_keys(rep, set(REPORT_KEYS), where, "[report]")
+    check_types(rep, REPORT_KEYS, where, "report")
     if "keep" in rep and rep["keep"] not in KEEP_SCORES:
         raise StudyError(f"{where}: report.keep must be one of {', '.join(map(repr, KEEP_SCORES))}, "
                          f"got {rep['keep']!r}")
@@ -267,9 +264,9 @@ def study_references(raw: Mapping[str, Any], models: list[ModelGrid], datasets: 
 
 def _model(m: Any, i: int, where: str) -> ModelGrid:
     label = f"models[{i}]"
-    m = _table(m, where, label)
-    _keys(m, set(MODEL_KEYS), where, label)
-    _types(m, MODEL_KEYS, where, label)
+    m = as_table(m, where, label)
+    check_keys(m, set(MODEL_KEYS), where, label)
+    check_types(m, MODEL_KEYS, where, label)
     if "name" not in m:
         raise StudyError(f"{where}: {label} needs a name (one of {', '.join(_objective_names())})")
     from untwine import objectives
@@ -308,14 +305,14 @@ def _eval_section(ev: dict, where: str) -> dict:
     """``metrics`` (names from the metric registry, or result keys such as ``beta_vae_score``:
     :func:`untwine.metrics.registry.parse_names`), ``sizes`` (see
     :func:`untwine.metrics.resolve_sizes`), ``seed``, ``dci_backend``."""
-    _keys(ev, set(EVAL_KEYS), where, "[eval]")
-    _types(ev, EVAL_KEYS, where, "eval")
+    check_keys(ev, set(EVAL_KEYS), where, "[eval]")
+    check_types(ev, EVAL_KEYS, where, "eval")
     from untwine import metrics as M
     from untwine.metrics import registry
 
     out: dict[str, Any] = {}
     if "metrics" in ev:
-        names = _list_of(ev["metrics"], str, where, "eval.metrics")
+        names = list_of(ev["metrics"], str, where, "eval.metrics", allow_empty=True)
         if not names:
             raise StudyError(f"{where}: eval.metrics is empty; omit it for the full suite")
         try:
@@ -343,7 +340,7 @@ def _eval_section(ev: dict, where: str) -> dict:
     if "udr_reference" in ev:
         from untwine import pretrained
 
-        refs = _list_of(ev["udr_reference"], str, where, "eval.udr_reference")
+        refs = list_of(ev["udr_reference"], str, where, "eval.udr_reference")
         for n in refs:
             if n not in pretrained.names():
                 if n in pretrained.RENAMED:
@@ -359,7 +356,7 @@ def _eval_section(ev: dict, where: str) -> dict:
 
 def _train_section(train: dict, where: str, label: str) -> dict:
     """Check ``[train]`` keys and value types against ``RunConfig``'s fields."""
-    train = _table(train, where, f"[{label}]")
+    train = as_table(train, where, f"[{label}]")
     hints = _run_config_hints()
     for key, value in train.items():
         if key in RUN_OWNED:
@@ -372,79 +369,15 @@ def _train_section(train: dict, where: str, label: str) -> dict:
                 f"{where}: unknown key {label}.{key}; [train] takes RunConfig fields: "
                 f"{', '.join(k for k in hints if k not in RUN_OWNED)}"
             )
-        if not _type_ok(value, hints[key]):
+        if not type_ok(value, hints[key]):
             raise StudyError(
-                f"{where}: {label}.{key} must be {_type_name(hints[key])}, "
+                f"{where}: {label}.{key} must be {type_name(hints[key])}, "
                 f"got {value!r} ({type(value).__name__})"
             )
     return dict(train)
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _table(v: Any, where: str, label: str) -> dict:
-    if not isinstance(v, dict):
-        raise StudyError(f"{where}: {label} must be a table, got {type(v).__name__}")
-    return v
-
-
-def _keys(d: dict, allowed: set[str], where: str, label: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise StudyError(
-            f"{where}: unknown key {unknown[0]!r} in {label}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-def _types(d: dict, types: dict[str, type], where: str, label: str) -> None:
-    for k, t in types.items():
-        if k in d and not _type_ok(d[k], t):
-            raise StudyError(
-                f"{where}: {label}.{k} must be {_type_name(t)}, got {d[k]!r} ({type(d[k]).__name__})"
-            )
-
-
-def _list_of(v: Any, t: type, where: str, label: str) -> list:
-    if not isinstance(v, list) or not all(_type_ok(x, t) for x in v):
-        raise StudyError(f"{where}: {label} must be a list of {_type_name(t)}, got {v!r}")
-    if not v and label != "eval.metrics":
-        raise StudyError(f"{where}: {label} is empty; give at least one value")
-    return list(v)
-
-
-def _type_ok(v: Any, t: Any) -> bool:
-    origin = typing.get_origin(t)
-    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is _union_type()):
-        return any(_type_ok(v, a) for a in typing.get_args(t))
-    if origin is not None:
-        t = origin
-    if t is type(None):
-        return v is None
-    if t is Any:
-        return True
-    if t is float:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-    if t is int:
-        return isinstance(v, int) and not isinstance(v, bool)
-    if isinstance(t, type):
-        return isinstance(v, t)
-    return True
-
-
-def _union_type() -> Any:
-    import types
-
-    return getattr(types, "UnionType", None)
-
-
-def _type_name(t: Any) -> str:
-    args = typing.get_args(t)
-    if args:
-        return " or ".join(_type_name(a) for a in args if a is not type(None))
-    origin = typing.get_origin(t) or t
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            list: "a list", dict: "a table"}.get(origin, getattr(origin, "__name__", str(origin)))
-
-
 def _run_config_hints() -> dict[str, Any]:
     from untwine.train import RunConfig
 
