@@ -220,3 +220,35 @@ def test_a_cpu_stated_without_amx_is_not_labelled_amx(rt):
     assert weak.has_amx("Intel Xeon with AMX and AVX512-BF16") and not weak.has_amx("Intel Xeon (family 6 model 207)")
     row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "`ada-gvae-dsprites`" in line)
     assert "| AMD, family 25 model 17 (its `COMMAND.txt`) |" in row
+
+
+DEMO16 = """[study]
+name = "weak_demo16_{p}"
+datasets = ["dsprites"]
+seeds = [0, 1, 2, 3, 4]
+
+[train]
+steps = 16_000
+batch_size = 64
+lr = 1e-3
+precision = "{p}"
+
+[[models]]
+name = "beta-tcvae"
+grid = {{ beta = [20], gamma = [0] }}
+"""
+
+
+def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_draws(rt, weak_root):
+    weak = weak_root(TWO) / "weak"
+    for p in ("bf16", "fp32"):
+        (weak / f"demo16_{p}.toml").write_text(DEMO16.format(p=p))
+    assert rt.TABLES["weak/same-steps16"]().startswith("**Not run yet**: the demo recipe at 16,000 steps")
+    assert "the demo recipe at 16,000 steps was not run" in rt.TABLES["weak/same-seeds16"]()
+    write_sweep(weak / "demo16" / "bf16", {3: {"mig": "0.280", "wall": 1500.0, "steps": 16000},
+                                           4: {"mig": "0.250", "wall": 700.0, "steps": 8000}})  # 4: not finished
+    text = rt.TABLES["weak/same-steps16"]()
+    assert "| every draw both ran: bf16 seed 3 | 1 | 0.310 | 1 of 1 | 0.280 | 0 of 1 | 1 of 1 |" in text
+    assert text.endswith(f"Both 16,000 steps of 64 images (Ada-GVAE: 32 pairs). CPU: Ada-GVAE {CPU} (runs' "
+                         f"`summary.json`); the demo recipe {CPU} (runs' `summary.json`): the same CPU model.")
+    assert "the demo recipe at 16,000 steps is `weak/same-steps16`" in rt.TABLES["weak/same-seeds16"]()

@@ -425,13 +425,15 @@ def side_by_side() -> str:
                            *[f"median MIG {f}" for f in FACTORS], "median minutes per draw", "CPU", "from"], body)
 
 
-def same_seeds_table(recipe: Recipe, caveat: Callable[[Recipe, list[dict]], str] = lambda r, d: "") -> str:
-    """The recipe's draws against the beta-TCVAE demo recipe's on the (precision, seed) draws both
+def same_seeds_table(recipe: Recipe, caveat: Callable[[Recipe, list[dict]], str] = lambda r, d: "",
+                     theirs: Callable[[], list[dict]] = lambda: demo_draws()) -> str:
+    """The recipe's draws against the beta-TCVAE demo recipe's (``theirs()``, rows as
+    :func:`demo_draws`'; default its 8,000-step gamma-0 draws) on the (precision, seed) draws both
     ran; ``caveat(recipe, demo draws)``, when not empty, is said first (and the headers name the
     two step counts)."""
     if not planned(recipe):
         return missing_studies(recipe)
-    draws = demo_draws()
+    draws = theirs()
     caveat = caveat(recipe, draws)
     head = f"{caveat}\n\n" if caveat else ""
     ours = {(r["precision"], int(r["seed"])): r for r in weak_draws(recipe) if r["ran"]}

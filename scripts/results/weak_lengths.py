@@ -3,6 +3,8 @@ registry (``RECIPES``). ``R16``, the 8,000-step draws continued to 16,000 steps:
 draw's MIG at both lengths, and the same-seeds comparison with the beta-TCVAE demo recipe, whose
 draws ran 8,000 steps (so that one is not issue 30's same-step comparison, and says so).
 ``R16F``, the same settings trained from scratch on seeds 5-9 (fixed before they ran): its draws.
+``DEMO16``, the beta-TCVAE demo recipe trained to 16,000 steps on R16's (precision, seed) draws
+(``demo16_*.toml``, ``demo16/``, ``demo16.csv``): issue 30's same-step comparison at that length.
 
 The data, once committed (README "Twice the length"): ``weak/sweeps16/{bf16,fp32}/`` and
 ``weak/draws16.csv``, laid out as the 8,000-step draws' ``sweeps/`` and ``draws.csv``. Until then
@@ -13,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .core import draw_list, markdown_table, num, register, thousands
-from .weak import (BAR, DEMO, R8, R16, R16F, WEAK, Recipe, draws_table, hit, hits, mig_cell, missing_studies, planned,
+from .weak import (BAR, DEMO, R8, R16, R16F, WEAK, Recipe, committed, draws_table, hit, hits, mig_cell, missing_studies, planned,
                    same_seeds_table, weak_config, weak_draws)
 
 
@@ -94,7 +96,8 @@ def step_caveat(recipe: Recipe, demo: list[dict]) -> str:
             f"{thousands(ours)} steps, the beta-TCVAE demo recipe's (its gamma-0 draws in `{DEMO}/gamma0/`) "
             f"{' and '.join(thousands(t) for t in theirs)}")
     if ours not in theirs:
-        text += f"; the demo recipe at {thousands(ours)} steps was not run"
+        text += (f"; the demo recipe at {thousands(ours)} steps is `{WEAK}/same-steps16`" if committed(DEMO16) else
+                 f"; the demo recipe at {thousands(ours)} steps was not run")
     return text + (f". The issue's comparison, at the same step count ({thousands(weak_config(R8)['steps'])}), is "
                    f"`{WEAK}/same-seeds`.")
 
@@ -111,3 +114,28 @@ def fresh16() -> str:
     """The 16,000-step recipe on fresh seeds 5-9 (fresh16_*.toml, fresh16/, fresh16.csv), as
     ``weak/draws``: every planned draw, a draw without a finished run folder listed as not run."""
     return draws_table(R16F)
+
+
+# ------------------------------------------------------------------------------- the demo recipe at 16,000 steps
+DEMO16 = Recipe("beta-TCVAE demo recipe at 16,000 steps", ("demo16_bf16.toml", "demo16_fp32.toml"), "demo16",
+                "demo16.csv")
+
+
+def demo16_draws() -> list[dict]:
+    """The demo recipe's finished 16,000-step draws in :func:`weak.demo_draws`' shape: all of them
+    evaluation draws (no screen chose these settings at this length), the study's settings as config."""
+    cfg = weak_config(DEMO16)
+    return [dict(r, role="evaluation", config=cfg) for r in weak_draws(DEMO16) if r["ran"]]
+
+
+@register(f"{WEAK}/same-steps16")
+def same_steps16() -> str:
+    """Issue 30's comparison at 16,000 steps: the 16,000-step Ada-GVAE draws (R16) against the
+    beta-TCVAE demo recipe trained to 16,000 steps on the same (precision, seed), CPUs as recorded."""
+    if not planned(DEMO16):
+        return missing_studies(DEMO16)
+    if not committed(DEMO16):
+        plan = [(r["precision"], r["seed"]) for r in weak_draws(DEMO16)]
+        return (f"**Not run yet**: the demo recipe at 16,000 steps ({' and '.join(f'`{f}`' for f in DEMO16.studies)}) "
+                f"has no committed draws (`docs/results/{WEAK}/{DEMO16.sweeps}/` is missing); planned: {draw_list(plan)}.")
+    return same_seeds_table(R16, theirs=demo16_draws)
