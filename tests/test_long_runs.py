@@ -178,14 +178,32 @@ def test_sweep_status_line_in_a_log_file_reads_the_running_runs_checkpoints(tmp_
                                   "10,000 steps left, ETA 0:16:40")
 
 
-def test_sweep_prints_status_lines_while_it_waits(tmp_path, capsys):
+def test_sweep_prints_status_lines_while_it_waits_and_survives_a_bad_one(tmp_path, capsys, monkeypatch):
+    """The ticker thread prints a line every ``every_s``; a line that raises is said and skipped,
+    and the lines go on (polled, not timed: this machine may be loaded)."""
+    import time
+
     pending = [spec(tmp_path, "a", 10_000, 5_000)]
-    view = ProgressView(1, 0, 1, "local", enabled=True, pending=pending, every_s=0.05)
+    view = ProgressView(1, 0, 1, "local", enabled=True, pending=pending, every_s=0.02)
+    calls = []
+    good = view.status_line
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+        return good()
+
+    monkeypatch.setattr(view, "status_line", flaky)
+    out = ""
     with view:
         assert view.lines  # capsys is not a terminal
         view.start(pending[0])
-        import time
-        time.sleep(0.3)
-    out = capsys.readouterr().out
+        deadline = time.monotonic() + 30
+        while out.count("running a at step 5,000/10,000") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            out += capsys.readouterr().out
+    out += capsys.readouterr().out
+    assert "sweep: no status line this time (RuntimeError: dictionary changed size during iteration)" in out
     assert out.count("sweep: 0/1 runs done (0 failed)") >= 2 and "running a at step 5,000/10,000" in out
     assert not view._ticker.is_alive()

@@ -236,11 +236,19 @@ def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_pa
         assert row == {"run": "km_s0", "model": "factor-vae", "steps": 20000, "status": "finished",
                        "wall_time_s": "3600.0", "cpu": "", "model_bytes": 2_800_000,
                        "objective_bytes": 20_000_000, "state_bytes": 45_700_000}
+        young = tmp_path / "runs" / "km_s1"  # killed before its first checkpoint
+        young.mkdir()
+        (young / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 0, "wall_time_s": 5.0,
+                                                        "config": {"model": "factor-vae"}}))
+        assert collect.folder_row(young)["state_bytes"] == ""
         (tmp_path / "results" / "factor_vae_long").mkdir(parents=True)
-        collect.write(str(tmp_path / "results" / "factor_vae_long" / "run_folders.csv"), collect.FOLDER_COLUMNS, [row])
+        collect.write(str(tmp_path / "results" / "factor_vae_long" / "run_folders.csv"), collect.FOLDER_COLUMNS,
+                      [row, collect.folder_row(young)])
     finally:
         sys.path.remove(str(ROOT / "docs" / "results" / "factor_vae_long"))
         sys.modules.pop("collect", None)
     monkeypatch.setattr(rt, "RESULTS", tmp_path / "results")
     assert fvl.cost_table().splitlines()[2] == ("| km_s0 | factor-vae | 20,000 | finished | 1.00 | 1800 | not recorded "
                                                 "| 2.8 | 20.0 | 45.7 | 68.5 |")
+    assert fvl.cost_table().splitlines()[3] == ("| km_s1 | factor-vae | 0 | interrupted | 0.00 | - | not recorded "
+                                                "| - | - | - | no checkpoint yet |")

@@ -218,6 +218,7 @@ def test_a_cpu_stated_without_amx_is_not_labelled_amx(rt):
     weak = sys.modules["results.weak"]
     assert not weak.has_amx("AMD EPYC (25/17/1) (AVX512-BF16, no AMX; `auto` picks bf16 there)")
     assert weak.has_amx("Intel Xeon with AMX and AVX512-BF16") and not weak.has_amx("Intel Xeon (family 6 model 207)")
+    assert not weak.has_amx("a Xeon without AMX") and not weak.has_amx("AMX: no") and weak.has_amx("AMX: yes")
     row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "`ada-gvae-dsprites`" in line)
     assert "| AMD, family 25 model 17 (its `COMMAND.txt`) |" in row
 

@@ -128,7 +128,16 @@ FOLDERS = f"{FVL}/run_folders.csv"
 
 
 def mb(v: Any) -> str:
-    return num(int(v) / 1e6, 1)
+    return "-" if v in (None, "") else num(int(v) / 1e6, 1)
+
+
+def per_10k(r: dict) -> str:
+    return num(float(r["wall_time_s"]) / int(r["steps"]) * 10_000, 0) if int(r["steps"]) else "-"
+
+
+def checkpoint_mb(r: dict) -> str:
+    parts = [r[k] for k in ("model_bytes", "objective_bytes", "state_bytes")]
+    return "no checkpoint yet" if all(v in (None, "") for v in parts) else mb(sum(int(v) for v in parts if v != ""))
 
 
 @register(f"{FVL}/cost")
@@ -138,9 +147,8 @@ def cost_table() -> str:
     by file (a folder keeps two checkpoints: the newest and the one before)."""
     rows = sorted(read_csv(FOLDERS), key=lambda r: r["run"])
     body = [[r["run"], r["model"], thousands(r["steps"]), r["status"], num(float(r["wall_time_s"]) / 3600, 2),
-             num(float(r["wall_time_s"]) / int(r["steps"]) * 10_000, 0), r["cpu"] or "not recorded",
-             mb(r["model_bytes"]), mb(r["objective_bytes"]), mb(r["state_bytes"]),
-             mb(sum(int(r[k]) for k in ("model_bytes", "objective_bytes", "state_bytes")))] for r in rows]
+             per_10k(r), r["cpu"] or "not recorded", mb(r["model_bytes"]), mb(r["objective_bytes"]),
+             mb(r["state_bytes"]), checkpoint_mb(r)] for r in rows]
     return markdown_table(["run", "model", "steps trained", "status", "training hours (all sessions)",
                            "seconds per 10,000 steps (average)", "CPU (summary.json)", "checkpoint: model (MB)",
                            "checkpoint: objective (MB)", "checkpoint: optimizers and RNG (MB)",

@@ -89,8 +89,10 @@ def cpu_key(text: str) -> tuple | None:
 
 
 def has_amx(text: str) -> bool:
-    """Whether a CPU statement says AMX ("AVX512-BF16, no AMX" says the CPU has none)."""
-    return "AMX" in text.replace("no AMX", "")
+    """Whether a CPU statement says AMX ("AVX512-BF16, no AMX", "without AMX", "AMX: no" say the
+    CPU has none)."""
+    denied = re.sub(r"\b(?:no|without)\s+AMX\b|\bAMX:\s*no\b", "", text, flags=re.IGNORECASE)
+    return "AMX" in denied
 
 
 def stated_cpu(where: tuple[str, str]) -> dict:

@@ -61,11 +61,12 @@ FOLDER_COLUMNS = ["run", "model", "steps", "status", "wall_time_s", "cpu", "mode
 def folder_row(run: Path) -> dict:
     """The run folder as it stands: summary.json and the newest checkpoint's manifest."""
     s = json.loads((run / "summary.json").read_text())
-    files = json.loads((run / "checkpoint" / "manifest.json").read_text())["files"]
+    manifest = run / "checkpoint" / "manifest.json"  # absent before a run's first checkpoint
+    files = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
     return {"run": run.name, "model": s["config"]["model"], "steps": s["steps"], "status": s["status"],
             "wall_time_s": f"{s['wall_time_s']:.1f}", "cpu": s.get("cpu", ""),
-            **{f"{name.split('.')[0]}_bytes": files[name]["bytes"]
-               for name in ("model.safetensors", "objective.safetensors", "state.pt") if name in files}}
+            **{f"{name.split('.')[0]}_bytes": files[name]["bytes"] if name in files else ""
+               for name in ("model.safetensors", "objective.safetensors", "state.pt")}}
 
 
 def write(path: str, columns: list[str], rows: list[dict]) -> None:

@@ -71,8 +71,7 @@ class Pairing:
     k: int = 1
     mode: str = "paper"
     name: str = "dataset"
-    _var: torch.Tensor = field(init=False, repr=False, compare=False)
-    _size: torch.Tensor = field(init=False, repr=False, compare=False)
+    _on: dict = field(init=False, repr=False, compare=False)  # device -> (varying factors, sizes)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -80,14 +79,21 @@ class Pairing:
         check_k(self.k, self.sizes, self.name)
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         object.__setattr__(self, "k", int(self.k))
-        object.__setattr__(self, "_var", torch.tensor(changeable(self.sizes), dtype=torch.int64))
-        object.__setattr__(self, "_size", torch.tensor(self.sizes, dtype=torch.int64))
+        object.__setattr__(self, "_on", {})
+
+    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The indices of the factors that vary and all factors' sizes, int64 on ``device`` (made
+        once per device)."""
+        if device not in self._on:
+            self._on[device] = (torch.tensor(changeable(self.sizes), dtype=torch.int64, device=device),
+                                torch.tensor(self.sizes, dtype=torch.int64, device=device))
+        return self._on[device]
 
     def draw(self, f: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Partners of factor vectors ``f: B x K`` (int64 indices): ``(f2: B x K, labels: B)``, on
         ``f``'s device. Draws only from ``generator``."""
         b, dev = f.shape[0], f.device
-        var, size_t = self._var.to(dev), self._size.to(dev)
+        var, size_t = self._tensors(dev)
         n = len(var)
         if self.k == 0:
             k_obs = torch.randint(1, n, (b,), generator=generator, device=dev)
@@ -173,6 +179,16 @@ class PairSampler(BatchSampler):
         self.factors = torch.as_tensor(np.asarray(data.factors), dtype=torch.int64).to(self.index_device)
         self.radix = torch.as_tensor(data.radix, dtype=torch.int64, device=self.index_device)
         self.labels = torch.zeros(self.batch_size, dtype=torch.int64)
+
+    @property
+    def k(self) -> int:
+        """Factors changed per pair (0: Rnd), as :attr:`pairing` says."""
+        return self.pairing.k
+
+    @property
+    def mode(self) -> str:
+        """``"paper"`` or ``"dlib"``, as :attr:`pairing` says."""
+        return self.pairing.mode
 
     def partners(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of partners for factor vectors ``f: B x K`` and their labels (:func:`partner_rows`)."""

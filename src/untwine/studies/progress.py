@@ -8,7 +8,9 @@ finishes (rich's own estimate keeps 30 s of samples, so it is blank when runs ta
 
 Where the output is not a terminal (``nohup ... > log``, a scheduler's log file) the bar is not
 drawn, so a line a minute says where the sweep is: runs done, each running run's step (from its
-newest checkpoint), the steps left and an ETA from the steps trained so far in this call."""
+newest checkpoint, where this process can read it: with Ray on machines that do not share the run
+folders, a running run shows step 0 until it finishes), the steps left and an ETA from the steps
+trained so far in this call."""
 
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class ProgressView:
         self.lines, self.every_s = lines, every_s
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()  # start/done (the backend's thread) against the status line's snapshot
 
     def __enter__(self) -> "ProgressView":
         if not self.enabled:
@@ -96,8 +99,9 @@ class ProgressView:
             + f" ({self.backend} backend, "
             + ("cluster-sized)" if self.jobs is None else f"{self.jobs} job{'s' if self.jobs != 1 else ''})")
         )
-        if self.lines is None:
-            self.lines = self.by_steps and not self._progress.console.is_terminal
+        if self.lines is None:  # a log file; Jupyter draws rich's view itself
+            console = self._progress.console
+            self.lines = self.by_steps and not console.is_terminal and not console.is_jupyter
         if self.lines:
             self._ticker = threading.Thread(target=self._tick, name="sweep-progress-lines", daemon=True)
             self._ticker.start()
@@ -105,21 +109,27 @@ class ProgressView:
 
     def _tick(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.note(self.status_line())
+            try:
+                self.note(self.status_line())
+            except Exception as e:  # a status line is never worth stopping the lines (or the sweep) for
+                self.note(f"sweep: no status line this time ({type(e).__name__}: {e})")
 
     def status_line(self) -> str:
         """Where the sweep is, in one line: runs done of those to run, each running run's step
         (its newest checkpoint's), steps left and the ETA at the pace of this call's steps so far
         (``-:--:--`` until a checkpoint or a finished run shows some)."""
-        now = self.clock()
-        left = {n: steps_left(self.specs[n]) for n in self.work if n in self.specs}
-        trained = self.trained + sum(self.work[n] - left[n] for n in left)
+        with self._lock:  # one consistent snapshot: done() may pop a run meanwhile
+            now, work, running, trained = self.clock(), dict(self.work), list(self.running), self.trained
+            done, failed = self.finished + self.failed, self.failed
+        # only running runs have moved since the start; a pending run still has all its work left
+        left = work | {n: steps_left(self.specs[n]) for n in running if n in work and n in self.specs}
+        trained += sum(work[n] - left[n] for n in running if n in left)
         rate = trained / (now - self.t0) if trained > 0 and now > self.t0 else None
         steps_now = sum(left.values())
-        running = [f"{n} at step {self.steps[n] - left[n]:,}/{self.steps[n]:,}" for n in self.running if n in left]
-        return (f"sweep: {self.finished + self.failed}/{self.total - self.skipped} runs done ({self.failed} failed), "
+        shown = [f"{n} at step {self.steps[n] - left[n]:,}/{self.steps[n]:,}" for n in running if n in left]
+        return (f"sweep: {done}/{self.total - self.skipped} runs done ({failed} failed), "
                 f"{clock_text(now - self.t0)} elapsed; "
-                + (f"running {', '.join(running)}; " if running else "")
+                + (f"running {', '.join(shown)}; " if shown else "")
                 + f"{steps_now:,} steps left, ETA {'-:--:--' if rate is None else clock_text(steps_now / rate)}")
 
     def eta(self) -> float | None:
@@ -141,21 +151,23 @@ class ProgressView:
                                   failed=self.failed, description=desc)
 
     def start(self, spec: RunSpec) -> None:
-        self.running.append(spec.name)
+        with self._lock:
+            self.running.append(spec.name)
         self._update()
 
     def done(self, o: RunOutcome) -> None:
-        if o.name in self.running:
-            self.running.remove(o.name)
-        self.failed += o.status == "failed"
-        self.finished += o.status == "finished"
-        work = self.work.pop(o.name, 0) if self.by_steps else 1
-        self.left = max(self.left - work, 0)
-        if o.status == "finished":  # a failed run's steps leave the estimate (it did not train them all)
-            self.trained += work
-        if self.trained > 0:
-            now = self.clock()
-            self.deadline = now + self.left * (now - self.t0) / self.trained
+        with self._lock:
+            if o.name in self.running:
+                self.running.remove(o.name)
+            self.failed += o.status == "failed"
+            self.finished += o.status == "finished"
+            work = self.work.pop(o.name, 0) if self.by_steps else 1
+            self.left = max(self.left - work, 0)
+            if o.status == "finished":  # a failed run's steps leave the estimate (it did not train them all)
+                self.trained += work
+            if self.trained > 0:
+                now = self.clock()
+                self.deadline = now + self.left * (now - self.t0) / self.trained
         mark = {"finished": "[green]done[/]", "failed": "[red]FAILED[/]"}.get(o.status, o.status)
         self.note(f"{mark} {o.name} ({o.wall_s:.0f} s){'  ' + o.error if o.error else ''}")
         self._update(advance=1)

@@ -217,8 +217,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 class Progress:
     """Progress over ``total`` steps from ``initial`` (a resumed run's first step): steps, ETA,
-    images/s and the latest loss terms. On a terminal, a tqdm bar. Elsewhere (``lines``, the default
-    when ``stream`` is not a terminal: a log file, ``nohup``, a job scheduler) one plain line every
+    images/s and the latest loss terms. On a terminal (or in Jupyter), a tqdm bar. Elsewhere (``lines``,
+    the default when ``stream`` is not a terminal: a log file, ``nohup``, a job scheduler) one plain line every
     ``every_s`` seconds and one at the end, so a long run's log shows where it is without
     carriage-return noise. Speed and ETA count this session's steps only (``initial`` on)."""
 
@@ -226,8 +226,8 @@ class Progress:
                  every_s: float = 60.0, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = sys.stderr if stream is None else stream
-        if lines is None:
-            lines = not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        if lines is None:  # Jupyter's streams are not terminals, yet show tqdm's bar
+            lines = not (hasattr(self.stream, "isatty") and self.stream.isatty()) and "ipykernel" not in sys.modules
         self.lines = enabled and lines
         self.total, self.initial, self.desc, self.every_s, self.clock = total, initial, desc, every_s, clock
         self.t0 = self.last = clock()
@@ -257,7 +257,8 @@ class Progress:
         pace = "-- steps/s, ETA --" if rate is None else \
             f"{rate:.2f} steps/s, ETA {tqdm.format_interval((self.total - self.step) / rate)}"
         terms = "".join(f", {k}={v}" for k, v in self.post.items())
-        return f"{self.desc}: step {self.step:,}/{self.total:,} ({100 * self.step / self.total:.1f}%), {pace}{terms}"
+        share = 100 * self.step / max(self.total, 1)
+        return f"{self.desc}: step {self.step:,}/{self.total:,} ({share:.1f}%), {pace}{terms}"
 
     def _say(self, now: float) -> None:
         print(self.line(now), file=self.stream, flush=True)

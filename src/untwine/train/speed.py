@@ -1,5 +1,6 @@
 """How a training step runs the model: eager, compiled (``torch.compile``, CUDA graphs) and/or
-under bfloat16 autocast. ``step_forward(model, cfg, device)`` returns the callable the loop uses.
+under bfloat16 autocast. ``step_forward(model, precision, compile_setting, device)`` returns the
+callable the loop uses.
 
 What it computes is :meth:`untwine.models.VAE.forward`'s ``(mu, logvar, z, logits)``; with
 ``precision="bf16"`` the encoder and decoder run under autocast and their outputs are cast back
@@ -256,6 +257,8 @@ def uses_cuda_graphs(mode: str, device: torch.device) -> bool:
 def model_forward(model: VAE, precision: str, device: torch.device) -> nn.Module:
     """The uncompiled model call in ``precision`` (resolved: ``"fp32"`` or ``"bf16"``): ``model``
     itself for fp32."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be resolved to 'fp32' or 'bf16' (RunConfig.precision), got {precision!r}")
     return AutocastForward(model, device.type) if precision == "bf16" else model
 
 
