@@ -209,6 +209,7 @@ def test_fresh16_counts_its_own_seeds_and_not_an_unfinished_run(rt, weak_root):
                            "**Not run: bf16 seeds 6, 7, 8 and 9, fp32 seeds 5, 6, 7, 8 and 9**")
     assert "| bf16 | 5 | **0.356** | 0.500 | 0.100 | 0.500 | 0.020 | 0.600 | 0.500 | 5 | 0.080 | 30.0 | `fresh16_bf16.toml` |" in text
     assert "Each draw is the" not in text  # not a continued recipe
+    assert "out of reach" not in text  # 1 below the bar of those run: 9 of 10 still possible
     row = next(line for line in rt.TABLES["weak/side-by-side"]().splitlines() if "fresh seeds" in line)
     assert "16,000 steps x 32 pairs (64 images) | 1 of 10 planned | 1 of 1 | 0.356 |" in row
 
@@ -253,3 +254,31 @@ def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_d
     assert text.endswith(f"Both 16,000 steps of 64 images (Ada-GVAE: 32 pairs). CPU: Ada-GVAE {CPU} (runs' "
                          f"`summary.json`); the demo recipe {CPU} (runs' `summary.json`): the same CPU model.")
     assert "the demo recipe at 16,000 steps is `weak/same-steps16`" in rt.TABLES["weak/same-seeds16"]()
+
+
+def test_screen2_sets_beta_4_beside_the_fresh_beta_1_draw_of_the_same_seed(rt, weak_root):
+    weak = weak_root(None) / "weak"
+    for p in ("bf16", "fp32"):
+        (weak / f"fresh16_{p}.toml").write_text(STUDY.format(stem="fresh16", p=p, seeds=[5, 6, 7, 8, 9], steps="16_000"))
+    (weak / "screen2.toml").write_text(STUDY.format(stem="screen2", p="bf16", seeds=[6, 8, 7], steps="16_000"))
+    write_sweep(weak / "fresh16" / "bf16", {6: {"mig": "0.141", "wall": 1300.0, "steps": 16000}})
+    (weak / "fresh16.csv").write_text(per_factor({("bf16", 6): "0.141"}))
+    write_sweep(weak / "screen2" / "bf16", {6: {"mig": "0.333", "wall": 1300.0, "steps": 16000}})
+    (weak / "screen2.csv").write_text(per_factor({("bf16", 6): "0.333"}))
+    text = rt.TABLES["weak/screen2"]()
+    assert text.startswith("A screen, not evaluation draws: 1 of 3 planned runs finished, 1 at MIG >= 0.3.")
+    assert "| bf16 | 6 | 0.141 | 0.600 | 0.500 | 5 | **0.333** | 0.600 | 0.500 | 5 |" in text
+    assert "| bf16 | 8 | **not run** | - | - | - | **not run** | - | - | - |" in text
+
+
+def test_fresh16_says_when_the_goal_is_out_of_reach(rt, weak_root):
+    weak = weak_root(None) / "weak"
+    for p in ("bf16", "fp32"):
+        (weak / f"fresh16_{p}.toml").write_text(STUDY.format(stem="fresh16", p=p, seeds=[5, 6, 7, 8, 9], steps="16_000"))
+    write_sweep(weak / "fresh16" / "bf16", {5: {"mig": "0.35", "wall": 1300.0, "steps": 16000},
+                                            6: {"mig": "0.14", "wall": 1300.0, "steps": 16000},
+                                            8: {"mig": "0.24", "wall": 1300.0, "steps": 16000}})
+    text = rt.TABLES["weak/fresh16"]().splitlines()[0]
+    assert text.endswith("(issue 30's goal: MIG >= 0.3 in at least 9 of 10). With 2 of the draws run below the bar, "
+                         "at most 8 of the 10 planned can reach it: the goal is out of reach for this recipe whatever "
+                         "the draws not run give.")

@@ -139,3 +139,30 @@ def same_steps16() -> str:
         return (f"**Not run yet**: the demo recipe at 16,000 steps ({' and '.join(f'`{f}`' for f in DEMO16.studies)}) "
                 f"has no committed draws (`docs/results/{WEAK}/{DEMO16.sweeps}/` is missing); planned: {draw_list(plan)}.")
     return same_seeds_table(R16, theirs=demo16_draws)
+
+
+# ------------------------------------------------------------------------------- screen 2: beta 4 on fresh seeds
+S2 = Recipe("Ada-GVAE beta 4 (screen 2)", ("screen2.toml",), "screen2", "screen2.csv")
+
+
+@register(f"{WEAK}/screen2")
+def screen2() -> str:
+    """Screen 2 (screen2.toml: beta 4, not evaluation draws) beside the fresh-seed beta-1 draw of
+    the same (precision, seed) (R16F), MIG and per factor, every planned screen run listed."""
+    if not planned(S2):
+        return missing_studies(S2)
+    beta1 = {(r["precision"], r["seed"]): r for r in weak_draws(R16F)} if planned(R16F) else {}
+    body = []
+    for r in weak_draws(S2):
+        b = beta1.get((r["precision"], r["seed"]), {"ran": False})
+        cells = []
+        for x in (b, r):
+            cells += [mig_cell(x["mig"]), num(x["posX"]), num(x["posY"]), x["active"] or "-"] if x["ran"] \
+                else ["**not run**", "-", "-", "-"]
+        body.append([r["precision"], r["seed"], *cells])
+    ran = [r for r in weak_draws(S2) if r["ran"]]
+    lead = (f"A screen, not evaluation draws: {len(ran)} of {len(body)} planned runs finished"
+            + (f", {hits([r['mig'] for r in ran])} at MIG >= {BAR}" if ran else "") + ".")
+    return lead + "\n\n" + markdown_table(
+        ["precision", "seed", "beta 1 (fresh16): MIG", "beta 1: posX", "beta 1: posY", "beta 1: active latents",
+         "beta 4 (screen 2): MIG", "beta 4: posX", "beta 4: posY", "beta 4: active latents"], body)
