@@ -224,27 +224,15 @@ def test_a_cpu_stated_without_amx_is_not_labelled_amx(rt):
     assert "| AMD, family 25 model 17 (its `COMMAND.txt`) |" in row
 
 
-DEMO16 = """[study]
-name = "weak_demo16_{p}"
-datasets = ["dsprites"]
-seeds = [0, 1, 2, 3, 4]
-
-[train]
-steps = 16_000
-batch_size = 64
-lr = 1e-3
-precision = "{p}"
-
-[[models]]
-name = "beta-tcvae"
-grid = {{ beta = [20], gamma = [0] }}
-"""
+# the beta-TCVAE demo recipe's study file at 16,000 steps: STUDY with its model, grid and batch
+DEMO16 = (STUDY.replace('name = "ada-gvae"', 'name = "beta-tcvae"').replace("beta = [1], k = [1]", "beta = [20], gamma = [0]")
+          .replace("batch_size = 32", "batch_size = 64"))
 
 
 def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_draws(rt, weak_root):
     weak = weak_root(TWO) / "weak"
     for p in ("bf16", "fp32"):
-        (weak / f"demo16_{p}.toml").write_text(DEMO16.format(p=p))
+        (weak / f"demo16_{p}.toml").write_text(DEMO16.format(stem="demo16", p=p, seeds=SEEDS, steps="16_000"))
     assert rt.TABLES["weak/same-steps16"]().startswith("**Not run yet**: the demo recipe at 16,000 steps")
     assert "the demo recipe at 16,000 steps was not run" in rt.TABLES["weak/same-seeds16"]()
     write_sweep(weak / "demo16" / "bf16", {3: {"mig": "0.280", "wall": 1500.0, "steps": 16000},
