@@ -252,3 +252,13 @@ def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_pa
                                                 "| 2.8 | 20.0 | 45.7 | 68.5 |")
     assert fvl.cost_table().splitlines()[3] == ("| km_s1 | factor-vae | 0 | interrupted | 0.00 | - | not recorded "
                                                 "| - | - | - | no checkpoint yet |")
+
+
+def test_fvl_trend_does_not_turn_a_seeds_level_into_slope(fvl):
+    """Two seeds with the same slope 0.05 per decade, levels 0.1 apart; only the higher one has a
+    40,000-step chunk. Pooled least squares would tilt the line up; the run-centred fit keeps 0.05,
+    and the setting's level is the mean of the two."""
+    rows = fvl_rows({"cpu_s0": ("0.001", "8.0", 0, exact(-0.2, 0.05, range(20_000, 40_000, 10_000))),
+                     "cpu_s1": ("0.001", "8.0", 1, exact(-0.1, 0.05, range(20_000, 50_000, 10_000)))})
+    (t,) = fvl.trend(rows)
+    assert t.b == pytest.approx(0.05, abs=1e-9) and t.a == pytest.approx(-0.15, abs=1e-9)

@@ -79,9 +79,11 @@ class Trend:
 
 
 def trend(rows: list[dict]) -> list[Trend]:
-    """Per setting (rows sharing lr and gamma, seeds pooled), ordered by (lr, gamma): the
-    least-squares line MIG = a + b * log10(step) through every scored chunk at step >= TREND_FROM,
-    fitted only when those chunks cover >= TREND_MIN_STEPS distinct steps, and read at TREND_AT.
+    """Per setting (rows sharing lr and gamma, seeds pooled), ordered by (lr, gamma): the line
+    MIG = a + b * log10(step) through every scored chunk at step >= TREND_FROM, with one slope b for
+    the setting fitted within runs (each run centred on its own mean: least squares with a level per
+    run) and a the mean of the runs' levels, fitted only when those chunks cover >= TREND_MIN_STEPS
+    distinct steps, and read at TREND_AT.
     ``rows`` are long_runs.csv's (strings as the file holds them, or numbers)."""
     groups: dict[tuple[float, float], list[dict]] = {}
     for r in rows:
@@ -90,12 +92,17 @@ def trend(rows: list[dict]) -> list[Trend]:
     for (lr, gamma), rs in sorted(groups.items()):
         pts = sorted((int(float(r["step"])), float(r["mig"])) for r in rs if int(float(r["step"])) >= TREND_FROM)
         t = Trend(lr, gamma, sorted({r["run"] for r in rs}), sorted({s for s, _ in pts}), pts)
-        if len(t.steps) >= TREND_MIN_STEPS:
-            x = [math.log10(s) for s, _ in pts]
-            y = [m for _, m in pts]
-            mx, my = statistics.fmean(x), statistics.fmean(y)
-            t.b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sum((xi - mx) ** 2 for xi in x)
-            t.a = my - t.b * mx
+        # one slope for the setting, each run its own level (run-centred least squares), so a seed
+        # that has more chunks than the other does not turn the seeds' difference into slope
+        by_run: dict[str, list[tuple[float, float]]] = {}
+        for r in rs:
+            if int(float(r["step"])) >= TREND_FROM:
+                by_run.setdefault(r["run"], []).append((math.log10(int(float(r["step"]))), float(r["mig"])))
+        means = {run: (statistics.fmean(x for x, _ in p), statistics.fmean(y for _, y in p)) for run, p in by_run.items()}
+        den = sum((x - means[run][0]) ** 2 for run, p in by_run.items() for x, _ in p)
+        if len(t.steps) >= TREND_MIN_STEPS and den > 0:
+            t.b = sum((x - means[run][0]) * (y - means[run][1]) for run, p in by_run.items() for x, y in p) / den
+            t.a = statistics.fmean(my - t.b * mx for mx, my in means.values())
             t.predicted = {s: t.at(s) for s in TREND_AT}
         out.append(t)
     return out
@@ -113,8 +120,10 @@ def trend_row(t: Trend) -> list[str]:
 @register(f"{FVL}/trend")
 def trend_table() -> str:
     at = " and ".join(thousands(s) for s in TREND_AT)
-    lead = (f"Per setting (seeds pooled), a least-squares line MIG = a + b log10(step) through every scored "
-            f"chunk at >= {thousands(TREND_FROM)} steps (earlier chunks are still warming up), fitted once a "
+    lead = (f"Per setting (seeds pooled), a line MIG = a + b log10(step) through every scored chunk at >= "
+            f"{thousands(TREND_FROM)} steps (earlier chunks are still warming up): one slope fitted within the runs "
+            f"(each run its own level, so a seed with more chunks does not turn the seeds' difference into slope) "
+            f"and the runs' mean level, fitted once a "
             f"setting has chunks at >= {TREND_MIN_STEPS} distinct steps, and read at {at} steps: an "
             f"extrapolation of that line, not a measurement (the seeds' MIG is {num(seeds_mig(), 2)}, "
             f"`{SEEDS_CLAIM[0]}`).")
