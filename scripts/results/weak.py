@@ -434,7 +434,7 @@ def side_by_side() -> str:
 
 
 def same_seeds_table(recipe: Recipe, caveat: Callable[[Recipe, list[dict]], str] = lambda r, d: "",
-                     theirs: Callable[[], list[dict]] = lambda: demo_draws()) -> str:
+                     theirs: Callable[[], list[dict]] = demo_draws) -> str:
     """The recipe's draws against the beta-TCVAE demo recipe's (``theirs()``, rows as
     :func:`demo_draws`'; default its 8,000-step gamma-0 draws) on the (precision, seed) draws both
     ran; ``caveat(recipe, demo draws)``, when not empty, is said first (and the headers name the

@@ -152,15 +152,15 @@ def screen2() -> str:
     if not planned(S2):
         return missing_studies(S2)
     beta1 = {(r["precision"], r["seed"]): r for r in weak_draws(R16F)} if planned(R16F) else {}
-    body = []
-    for r in weak_draws(S2):
+    body, rows = [], weak_draws(S2)
+    for r in rows:
         b = beta1.get((r["precision"], r["seed"]), {"ran": False})
         cells = []
         for x in (b, r):
             cells += [mig_cell(x["mig"]), num(x["posX"]), num(x["posY"]), x["active"] or "-"] if x["ran"] \
                 else ["**not run**", "-", "-", "-"]
         body.append([r["precision"], r["seed"], *cells])
-    ran = [r for r in weak_draws(S2) if r["ran"]]
+    ran = [r for r in rows if r["ran"]]
     lead = (f"A screen, not evaluation draws: {len(ran)} of {len(body)} planned runs finished"
             + (f", {hits([r['mig'] for r in ran])} at MIG >= {BAR}" if ran else "") + ".")
     return lead + "\n\n" + markdown_table(
