@@ -238,6 +238,23 @@ def test_real_sweep_cli(tmp_path, toy):
     mt = (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns
     assert cli_main(cmd) == 0
     assert (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns == mt
+    # --collect over the whole study (seeds 0 and 1): trains nothing, seed 1 is a "missing" row
+    (out / "results.csv").unlink()
+    assert cli_main(["sweep", str(study_file), "--out", str(out), "--collect"]) == 0
+    collected = read_results(out / "results.csv")
+    assert [(r["seed"], r["status"]) for r in collected] == [(0, "finished"), (1, "missing")] * 3
+    assert [r["mig"] for r in collected[::2]] == [r["mig"] for r in rows]
+    assert not any(out.glob("*/*/*/seed=1")) and (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns == mt
+
+
+def test_collect_needs_a_sweep_folder_and_no_training_flags(tmp_path, capsys, toy):
+    study_file = tmp_path / "toy.toml"
+    study_file.write_text(TOY)
+    assert cli_main(["sweep", str(study_file), "--out", str(tmp_path / "none"), "--collect"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'none'} is not a sweep folder (no study.toml): run `untwine sweep STUDY.toml --out" in err
+    assert cli_main(["sweep", str(study_file), "--out", str(tmp_path), "--collect", "--jobs", "2", "--pack", "2"]) == 2
+    assert "--collect trains nothing: drop --jobs, --pack" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -41,6 +41,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "throughput of one run at a time)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a study value, e.g. --set train.steps=50 (TOML syntax; repeatable)")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: write DIR/results.csv and timings.csv from the run folders as they are "
+                   "now (a run still training is an 'incomplete' row); safe while another sweep trains in DIR")
     p.add_argument("--report", action="store_true", help="write DIR/report.html afterwards")
     p.add_argument("--quiet", action="store_true", help="no live progress view")
     p.set_defaults(func=run_sweep)
@@ -75,6 +78,27 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def collect_only(study: Any, args: argparse.Namespace) -> int:
+    """``untwine sweep --collect``: results.csv + timings.csv from the run folders, no training."""
+    from collections import Counter
+
+    from ..studies.sweep import collect_sweep
+
+    given = [flag for flag, on in (("--backend", args.backend != "local"), ("--jobs", args.jobs is not None),
+                                   ("--pack", args.pack != 1)) if on]
+    if given:
+        raise UserError(f"--collect trains nothing: drop {', '.join(given)}")
+    rows = collect_sweep(study, args.out)
+    counts = Counter(str(r["status"]) for r in rows)
+    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+          + f" -> {args.out}/results.csv")
+    if args.report:
+        from ..report import write_report
+
+        print(f"report: {write_report(args.out)}")
+    return 0
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     from ..studies import load_study, sweep
 
@@ -83,6 +107,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     options = {k: v for k, v in opts.items() if v is not None}
     if options and args.backend != "ray":
         raise UserError(f"--{next(iter(options)).replace('_', '-')} needs --backend ray")
+    if args.collect:
+        return collect_only(study, args)
     res = sweep(study, args.out, backend=args.backend, jobs=args.jobs, progress=not args.quiet,
                 backend_options=options, pack=args.pack)
     n_failed = res.count("failed")

@@ -116,7 +116,7 @@ def sweep(
     backend. Results are those of an unpacked sweep up to float rounding.
     ``KeyboardInterrupt`` propagates after writing results of the runs finished so far.
     """
-    from . import backends, results
+    from . import backends
 
     root = Path(out)
     specs, configs = _specs_and_configs(study, root)
@@ -161,12 +161,26 @@ def sweep(
                         view.note(f"baseline for {ds} failed: {type(e).__name__}: {e}")
     finally:
         # UDR per setting is computed here, except after Ctrl-C (then only read where already written)
-        rows = results.collect(study, root, compute_udr=not isinstance(sys.exc_info()[1], KeyboardInterrupt))
-        results.write_results(rows, root / "results.csv")
-        results.write_timings(study, root, root / "timings.csv")
+        rows = collect_sweep(study, root, compute_udr=not isinstance(sys.exc_info()[1], KeyboardInterrupt))
         _append_sweep_log(root, backend, n_jobs, time.time() - t0, outcomes, pack)
     ordered = [outcomes.get(s.name, RunOutcome(s.name, "pending")) for s in specs]
     return SweepResult(root, ordered, rows)
+
+
+def collect_sweep(study: Study, out: str | os.PathLike, compute_udr: bool = True) -> list[dict[str, Any]]:
+    """Write ``out/results.csv`` and ``out/timings.csv`` from the run folders as they are now and
+    return the rows; trains nothing. The one writer of both files: :func:`sweep` calls it at its
+    end, ``untwine sweep --collect`` alone (safe while another sweep trains in ``out``: each file is
+    replaced atomically, and a run still training is an ``incomplete`` row)."""
+    from . import results
+
+    root = Path(out)
+    if not (root / "study.toml").is_file():
+        raise UserError(f"{root} is not a sweep folder (no study.toml): run `untwine sweep STUDY.toml --out {root}` first")
+    rows = results.collect(study, root, compute_udr=compute_udr)
+    results.write_results(rows, root / "results.csv")
+    results.write_timings(study, root, root / "timings.csv")
+    return rows
 
 
 def study_dict(study: Study) -> dict[str, Any]:
@@ -203,5 +217,5 @@ Executor = Callable[[RunSpec], RunOutcome]
 __all__ = [  # the execution names are re-exported for callers of the one-module era
     "FAILED", "Executor", "RunOutcome", "RunSpec", "SweepResult", "Unit", "default_jobs", "execute_pack",
     "execute_run", "execute_unit", "finish_run", "is_finished", "plan_units", "random_baseline",
-    "record_failure", "specs_for", "study_dict", "sweep", "unit_specs", "write_json",
+    "record_failure", "specs_for", "study_dict", "sweep", "unit_specs", "write_json", "collect_sweep",
 ]
