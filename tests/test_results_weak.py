@@ -233,7 +233,7 @@ def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_d
     weak = weak_root(TWO) / "weak"
     for p in ("bf16", "fp32"):
         (weak / f"demo16_{p}.toml").write_text(DEMO16.format(stem="demo16", p=p, seeds=SEEDS, steps="16_000"))
-    assert rt.TABLES["weak/same-steps16"]().startswith("**Not run yet**: the demo recipe at 16,000 steps")
+    assert rt.TABLES["weak/same-steps16"]().startswith("**Not run yet**: the beta-TCVAE demo recipe at 16,000 steps (")
     assert "the demo recipe at 16,000 steps was not run" in rt.TABLES["weak/same-seeds16"]()
     write_sweep(weak / "demo16" / "bf16", {3: {"mig": "0.280", "wall": 1500.0, "steps": 16000},
                                            4: {"mig": "0.250", "wall": 700.0, "steps": 8000}})  # 4: not finished
@@ -242,6 +242,28 @@ def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_d
     assert text.endswith(f"Both 16,000 steps of 64 images (Ada-GVAE: 32 pairs). CPU: Ada-GVAE {CPU} (runs' "
                          f"`summary.json`); the demo recipe {CPU} (runs' `summary.json`): the same CPU model.")
     assert "the demo recipe at 16,000 steps is `weak/same-steps16`" in rt.TABLES["weak/same-seeds16"]()
+
+
+def test_recipe_beta4_is_set_beside_the_demo_recipe_on_its_own_seeds(rt, weak_root):
+    """Recipe B4 (beta4_16_*.toml, seeds 10-14) lists its draws as weak/draws does and is compared
+    with the demo recipe's demo16_s10_*.toml draws of the same (precision, seed), not seeds 0-4's."""
+    weak = weak_root(None) / "weak"
+    seeds = [10, 11, 12, 13, 14]
+    for p in ("bf16", "fp32"):
+        (weak / f"beta4_16_{p}.toml").write_text(STUDY.format(stem="beta4_16", p=p, seeds=seeds, steps="16_000"))
+        (weak / f"demo16_s10_{p}.toml").write_text(DEMO16.format(stem="demo16_s10", p=p, seeds=seeds, steps="16_000"))
+    assert rt.TABLES["weak/beta4_16"]().startswith("**No draws committed yet** (`docs/results/weak/beta4_16/` is missing)")
+    assert rt.TABLES["weak/same-steps-beta4"]() == (
+        "**Not run yet**: the beta-TCVAE demo recipe at 16,000 steps, seeds 10-14 (`demo16_s10_bf16.toml` and "
+        "`demo16_s10_fp32.toml`) has no committed draws (`docs/results/weak/demo16_s10/` is missing); planned: "
+        "bf16 seeds 10, 11, 12, 13 and 14, fp32 seeds 10, 11, 12, 13 and 14.")
+    write_sweep(weak / "beta4_16" / "bf16", {10: {"mig": "0.330", "wall": 1300.0, "steps": 16000},
+                                             11: {"mig": "0.290", "wall": 1200.0, "steps": 16000}})
+    (weak / "beta4_16.csv").write_text(per_factor({("bf16", 10): "0.330", ("bf16", 11): "0.290"}))
+    assert rt.TABLES["weak/beta4_16"]().startswith("2 of 10 planned draws ran; 1 reach MIG >= 0.3; median 0.310")
+    write_sweep(weak / "demo16_s10" / "bf16", {10: {"mig": "0.200", "wall": 1100.0, "steps": 16000}})
+    text = rt.TABLES["weak/same-steps-beta4"]()
+    assert "| every draw both ran: bf16 seed 10 | 1 | 0.330 | 1 of 1 | 0.200 | 0 of 1 | 1 of 1 |" in text
 
 
 def test_screen2_sets_beta_4_beside_the_fresh_beta_1_draw_of_the_same_seed(rt, weak_root):

@@ -5,7 +5,9 @@ beside the unsupervised recipes and the shipped models, each from its own commit
 The recipes are stated once, in ``RECIPES``: the 8,000-step recipe (``draws_*.toml``, ``sweeps/``,
 ``draws.csv``) and the same draws continued to 16,000 steps (``draws16_*.toml``, ``sweeps16/``,
 ``draws16.csv``) and the 16,000-step recipe trained from scratch on fresh seeds 5-9
-(``fresh16_*.toml``, ``fresh16/``, ``fresh16.csv``); the 16,000-step tables are in weak_lengths.py.
+(``fresh16_*.toml``, ``fresh16/``, ``fresh16.csv``) and the beta-4 recipe that screen 2 pointed to,
+on fresh seeds 10-14 (``beta4_16_*.toml``, ``beta4_16/``, ``beta4_16.csv``); the 16,000-step tables
+are in weak_lengths.py.
 A recipe's data, once committed
 (README "How it was made", "Twice the length"): its sweep folders without checkpoints
 (results.csv, timings.csv, the run folders), its per-factor file (``scripts/recipe_draws.py``:
@@ -146,7 +148,9 @@ R16 = Recipe("**Ada-GVAE (same draws continued)**", ("draws16_bf16.toml", "draws
              "draws16.csv", continues=R8)
 R16F = Recipe("**Ada-GVAE 16,000 steps, fresh seeds**", ("fresh16_bf16.toml", "fresh16_fp32.toml"), "fresh16",
               "fresh16.csv")
-RECIPES = (R8, R16, R16F)  # the side-by-side table's order
+RB4 = Recipe("**Ada-GVAE beta 4, 16,000 steps, fresh seeds**", ("beta4_16_bf16.toml", "beta4_16_fp32.toml"),
+             "beta4_16", "beta4_16.csv")
+RECIPES = (R8, R16, R16F, RB4)  # the side-by-side table's order
 
 
 def planned(recipe: Recipe) -> bool:

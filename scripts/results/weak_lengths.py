@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .core import draw_list, markdown_table, num, register, thousands
-from .weak import (BAR, DEMO, R8, R16, R16F, WEAK, Recipe, committed, draws_table, hit, hits, mig_cell, missing_studies, planned,
+from .weak import (BAR, DEMO, R8, R16, R16F, RB4, WEAK, Recipe, committed, draws_table, hit, hits, mig_cell, missing_studies, planned,
                    same_seeds_table, weak_config, weak_draws)
 
 
@@ -121,24 +121,50 @@ DEMO16 = Recipe("beta-TCVAE demo recipe at 16,000 steps", ("demo16_bf16.toml", "
                 "demo16.csv")
 
 
-def demo16_draws() -> list[dict]:
-    """The demo recipe's finished 16,000-step draws in :func:`weak.demo_draws`' shape: all of them
-    evaluation draws (no screen chose these settings at this length), the study's settings as config."""
-    cfg = weak_config(DEMO16)
-    return [dict(r, role="evaluation", config=cfg) for r in weak_draws(DEMO16) if r["ran"]]
+DEMO16_S10 = Recipe("beta-TCVAE demo recipe at 16,000 steps, seeds 10-14", ("demo16_s10_bf16.toml", "demo16_s10_fp32.toml"),
+                    "demo16_s10", "demo16_s10.csv")
+
+
+def demo_recipe_draws(demo: Recipe) -> list[dict]:
+    """The demo recipe's finished draws of ``demo`` (a study of the demo recipe at another length or
+    on other seeds) in :func:`weak.demo_draws`' shape: all of them evaluation draws (no screen chose
+    these settings), the study's settings as config."""
+    cfg = weak_config(demo)
+    return [dict(r, role="evaluation", config=cfg) for r in weak_draws(demo) if r["ran"]]
+
+
+def same_steps_table(ours: Recipe, demo: Recipe) -> str:
+    """Issue 30's comparison: ``ours`` against the demo recipe's draws of ``demo`` (the same steps,
+    on the same (precision, seed)), CPUs as recorded; "not run yet" until ``demo``'s are committed."""
+    if not planned(demo):
+        return missing_studies(demo)
+    if not committed(demo):
+        plan = [(r["precision"], r["seed"]) for r in weak_draws(demo)]
+        return (f"**Not run yet**: the {demo.name} ({' and '.join(f'`{f}`' for f in demo.studies)}) "
+                f"has no committed draws (`docs/results/{WEAK}/{demo.sweeps}/` is missing); planned: {draw_list(plan)}.")
+    return same_seeds_table(ours, theirs=lambda: demo_recipe_draws(demo))
 
 
 @register(f"{WEAK}/same-steps16")
 def same_steps16() -> str:
     """Issue 30's comparison at 16,000 steps: the 16,000-step Ada-GVAE draws (R16) against the
     beta-TCVAE demo recipe trained to 16,000 steps on the same (precision, seed), CPUs as recorded."""
-    if not planned(DEMO16):
-        return missing_studies(DEMO16)
-    if not committed(DEMO16):
-        plan = [(r["precision"], r["seed"]) for r in weak_draws(DEMO16)]
-        return (f"**Not run yet**: the demo recipe at 16,000 steps ({' and '.join(f'`{f}`' for f in DEMO16.studies)}) "
-                f"has no committed draws (`docs/results/{WEAK}/{DEMO16.sweeps}/` is missing); planned: {draw_list(plan)}.")
-    return same_seeds_table(R16, theirs=demo16_draws)
+    return same_steps_table(R16, DEMO16)
+
+
+# ------------------------------------------------------------------------------- recipe B4: beta 4 on seeds 10-14
+@register(f"{WEAK}/beta4_16")
+def beta4_16() -> str:
+    """Recipe B4 (beta4_16_*.toml: beta 4, fixed after screen 2, fresh seeds 10-14), as
+    ``weak/draws``: every planned draw, a draw without a finished run folder listed as not run."""
+    return draws_table(RB4)
+
+
+@register(f"{WEAK}/same-steps-beta4")
+def same_steps_beta4() -> str:
+    """Issue 30's comparison for recipe B4: its draws against the beta-TCVAE demo recipe trained to
+    16,000 steps on the same (precision, seed) (demo16_s10_*.toml), CPUs as recorded."""
+    return same_steps_table(RB4, DEMO16_S10)
 
 
 # ------------------------------------------------------------------------------- screen 2: beta 4 on fresh seeds
