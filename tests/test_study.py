@@ -169,6 +169,13 @@ def test_reference_tables_parse():
     assert r.rows == {1.0: [10.0], 2.0: [20.0]} and r.columns[0].ours == "val_rec" and s.claims == []
 
 
+@pytest.mark.parametrize("column", ["irs", "mutual_info_score", "fairness_max", "dci_disentanglement"])
+def test_a_reference_may_compare_any_metric_result_key(column):
+    """Every fixed result key of the metric registry is a results.csv column a reference may name."""
+    (r,) = parse_study(REF.replace('ours = "val_rec"', f'ours = "{column}"')).references
+    assert r.columns[0].ours == column
+
+
 @pytest.mark.parametrize("old, new, message", [
     ('dataset = "mpi3d"\nmodel', 'dataset = "dsprites"\nmodel',
      r"reference\[0\] \(t1\)\.dataset 'dsprites' is not in study\.datasets \(mpi3d\); add it there or remove the reference"),

@@ -108,8 +108,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         src.add_row(s, "yes" if _present(spec, s, root) else "no", "x".join(map(str, _sizes(spec, s))))
     console.print(src)
     if args.source:
-        if args.source not in spec.sources:
-            raise UserError(f"{spec.name}: unknown source {args.source!r}; choose one of {', '.join(spec.sources)}")
+        spec.check_source(args.source)
         data = spec.load(args.source, root)
         console.print(repr(data), markup=False, highlight=False)
         for what, path in getattr(data, "files", {}).items():
@@ -119,8 +118,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     spec, root = _spec(args.name), _root(args)
-    if args.source is not None and args.source not in spec.sources:
-        raise UserError(f"{spec.name}: unknown source {args.source!r}; choose one of {', '.join(spec.sources)}")
+    spec.check_source(args.source)
     build = spec.prepare or spec.load
     try:
         data = build(args.source, root)

@@ -14,23 +14,32 @@ from pathlib import Path
 from typing import Any
 
 _SKIP = {"hparams"}
-_HELP = {
-    "dataset": "dataset name (untwine data list)",
-    "source": "dataset source, e.g. official or procedural (default: official if present)",
-    "out": "run folder (default runs/<model>-<dataset>-seed<seed>)",
-    "device": "cpu, cuda or auto",
-    "arch": "conv64 or mlp",
-    "eval_every": "steps between evaluations (default steps // 20, at most 1000)",
-    "checkpoint_every": "steps between checkpoints (default steps // 10, at most 5000)",
-    "log_every": "steps between progress updates and NaN checks",
-    "eval_images": "validation images per evaluation",
-    "compile": "torch.compile the model: off, on (CUDA graphs on CUDA), or a torch.compile mode",
-    "precision": "auto (bf16 on GPUs with native bfloat16 and on CPUs where it measures faster, once per machine, "
-    "except for the plain VAE and beta-VAE with beta <= 1; else fp32: see docs/speed.md), fp32, or "
-    "bf16 (encoder/decoder under bfloat16 autocast)",
-    "threads": "torch threads for this run (0: torch's default, all physical cores); recorded in config.json",
-    "tensorboard": "also write TensorBoard event files to OUT/tb/ (pip install 'untwine[tensorboard]')",
-}
+
+
+def _help() -> dict[str, str]:
+    """Help texts of the RunConfig fields whose name does not say it all (choices and the
+    defaults that follow other fields quoted from train.config and models)."""
+    from ..models import ARCHITECTURES
+    from ..train import config as c
+
+    return {
+        "dataset": "dataset name (untwine data list)",
+        "source": "dataset source, e.g. official or procedural (default: official if present)",
+        "out": f"run folder (default {c.DEFAULT_OUT.replace('{', '<').replace('}', '>')})",
+        "device": f"{', '.join(c.DEVICES)} or cuda:N",
+        "arch": " or ".join(ARCHITECTURES),
+        "eval_every": f"steps between evaluations (default steps // {c.EVAL_EVERY_DIV}, at most {c.EVAL_EVERY_MAX})",
+        "checkpoint_every": f"steps between checkpoints (default steps // {c.CHECKPOINT_EVERY_DIV}, at most "
+                            f"{c.CHECKPOINT_EVERY_MAX})",
+        "log_every": "steps between progress updates and NaN checks",
+        "eval_images": "validation images per evaluation",
+        "compile": "torch.compile the model: off, on (CUDA graphs on CUDA), or a torch.compile mode",
+        "precision": "auto (bf16 on GPUs with native bfloat16 and on CPUs where it measures faster, once per machine, "
+        "except for the plain VAE and beta-VAE with beta <= 1; else fp32: see docs/speed.md), fp32, or "
+        "bf16 (encoder/decoder under bfloat16 autocast)",
+        "threads": "torch threads for this run (0: torch's default, all physical cores); recorded in config.json",
+        "tensorboard": f"also write TensorBoard event files to OUT/tb/ ({c.TENSORBOARD_INSTALL})",
+    }
 
 
 def _flag(name: str) -> str:
@@ -71,17 +80,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="RUN.toml", help="TOML file of RunConfig keys (+ an [hparams] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress: neither the bar (on a terminal) nor the line a minute (in a log file)")
-    defaults = RunConfig()
+    defaults, helps = RunConfig(), _help()
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
             continue
         d = getattr(defaults, f.name)
         if isinstance(d, bool):  # --tensorboard / --no-tensorboard
             p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=_HELP.get(f.name, f.name.replace("_", " ")) + f" (default {'on' if d else 'off'})")
+                           help=helps.get(f.name, f.name.replace("_", " ")) + f" (default {'on' if d else 'off'})")
             continue
         typ = float if isinstance(d, float) else int if isinstance(d, int) else str
-        text = _HELP.get(f.name, f.name.replace("_", " "))
+        text = helps.get(f.name, f.name.replace("_", " "))
         if f.name == "model":  # the registered objectives, listed where users look
             from .. import objectives
 

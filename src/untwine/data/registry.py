@@ -36,6 +36,12 @@ class DatasetSpec:
     download: Callable[[Path | None], Path] | None = None
     extra: dict = field(default_factory=dict)
 
+    def check_source(self, source: str | None) -> None:
+        """Raise :class:`UserError` naming the choices if ``source`` is not one of ``sources``
+        (``None``, the first present source, is always accepted)."""
+        if source is not None and source not in self.sources:
+            raise UserError(f"{self.name}: unknown source {source!r}; choose one of {', '.join(self.sources)}")
+
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 # Other spellings users type (the file is called 3dshapes.h5; Python names can't start with a digit).
@@ -80,10 +86,7 @@ def load(
     directories is returned again instead of being read from disk.
     """
     spec = get(name)
-    if source is not None and source not in spec.sources:
-        raise UserError(
-            f"{spec.name}: unknown source {source!r}; choose one of {', '.join(spec.sources)}"
-        )
+    spec.check_source(source)
     path = Path(root).expanduser() if root is not None else None
     key = (spec.name, source, str(path), str(cache_dir()), str(data_root()))
     if reuse and key in _LOADED:

@@ -149,6 +149,11 @@ def names(opt_in: bool | None = None) -> list[str]:
     return [n for n, m in _REGISTRY.items() if opt_in is None or m.opt_in == opt_in]
 
 
+def result_keys() -> list[str]:
+    """Every metric's fixed result keys (the results.csv columns they write), in suite order."""
+    return list(dict.fromkeys(k for m in _REGISTRY.values() for k in m.keys))
+
+
 def aliases() -> dict[str, str]:
     """Result key -> the metric that writes it (keys that are not metric names themselves)."""
     out: dict[str, str] = {}

@@ -33,17 +33,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..metrics.registry import result_keys
+
 REFERENCE_KEYS = {"name": str, "title": str, "citation": str, "dataset": str, "model": str, "hparam": str,
                   "protocol": str, "notes": (str, list), "columns": list, "rows": list}
 COLUMN_KEYS = {"name": str, "ours": str, "units": str}
 CLAIM_KEYS = {"name": str, "title": str, "citation": str, "dataset": str, "model": str, "metric": str,
               "statistic": str, "value": float, "notes": (str, list)}
 STATISTICS = ("max", "min")
-# results.csv metric columns a reference may name (validation terms are any ``val_<term>``).
-METRIC_COLUMNS = ("mig", "sap", "modularity", "explicitness", "explicitness_train", "beta_vae_score",
-                  "beta_vae_train", "factor_vae_score", "factor_vae_train", "factor_vae_active_dims",
-                  "dci_disentanglement", "dci_completeness", "dci_informativeness",
-                  "dci_informativeness_train", "gaussian_tc")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _VAL = re.compile(r"^val_[a-z0-9_]+$")
 
@@ -163,9 +160,10 @@ def _dataset(d: dict, label: str, datasets: list[str], where: str, error: type[V
 
 
 def _our_column(v: str, label: str, where: str, error: type[ValueError]) -> str:
-    if not (_VAL.match(v) or v in METRIC_COLUMNS):
+    metrics = result_keys()  # the metric columns a reference may name
+    if not (_VAL.match(v) or v in metrics):
         raise error(f"{where}: {label} {v!r} is not a results.csv column; use val_<term> (val_rec, val_kl, "
-                    f"val_tc, val_d_real, val_d_perm, ...) or a metric ({', '.join(METRIC_COLUMNS)})")
+                    f"val_tc, val_d_real, val_d_perm, ...) or a metric ({', '.join(metrics)})")
     return v
 
 

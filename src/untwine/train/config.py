@@ -25,6 +25,11 @@ else:  # pragma: no cover
 from ..errors import MissingExtraError, MissingFileError, UserError
 
 DEVICES = ("auto", "cpu", "cuda")
+# Defaults that follow other fields (RunConfig.resolved): evaluate every steps // 20 steps (at most
+# 1000), checkpoint every steps // 10 (at most 5000), into runs/<model>-<dataset>-seed<seed>.
+EVAL_EVERY_DIV, EVAL_EVERY_MAX = 20, 1000
+CHECKPOINT_EVERY_DIV, CHECKPOINT_EVERY_MAX = 10, 5000
+DEFAULT_OUT = "runs/{model}-{dataset}-seed{seed}"
 # "on": torch.compile's "reduce-overhead" mode (CUDA graphs) on CUDA, its "default" mode on CPU.
 COMPILE_MODES = ("off", "on", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -234,14 +239,11 @@ class RunConfig:
                 spec = data.get(self.dataset)
             except KeyError as e:
                 raise UserError(e.args[0]) from None
-            need(
-                self.source is None or self.source in spec.sources,
-                f"{spec.name}: unknown source {self.source!r}; choose one of {', '.join(spec.sources)}",
-            )
+            spec.check_source(self.source)
 
-        eval_every = self.eval_every or min(1000, max(1, self.steps // 20))
-        checkpoint_every = self.checkpoint_every or min(5000, max(1, self.steps // 10))
-        out = self.out or f"runs/{cls.name}-{self.dataset}-seed{self.seed}"
+        eval_every = self.eval_every or min(EVAL_EVERY_MAX, max(1, self.steps // EVAL_EVERY_DIV))
+        checkpoint_every = self.checkpoint_every or min(CHECKPOINT_EVERY_MAX, max(1, self.steps // CHECKPOINT_EVERY_DIV))
+        out = self.out or DEFAULT_OUT.format(model=cls.name, dataset=self.dataset, seed=self.seed)
         resolved = dataclasses.replace(
             self,
             precision=resolve_precision(
