@@ -230,6 +230,18 @@ def test_a_damaged_last_metrics_line_is_dropped_with_a_warning(tmp_path):
         log.read()
 
 
+def test_peek_json_is_none_for_a_missing_damaged_or_mistyped_file(tmp_path):
+    p = tmp_path / "summary.json"
+    assert files.peek_json(p) is None  # missing
+    for damage in (b"", b'{"status": "fin', b'{"a": "\xff"}', b"[1, 2]"):  # empty, cut short, not UTF-8, a list
+        p.write_bytes(damage)
+        assert files.peek_json(p) is None, damage
+    assert files.peek_json(p, list) == [1, 2]
+    p.write_text('{"status": "finished", "mig": NaN}')
+    assert files.peek_json(p)["status"] == "finished"
+    assert files.peek_json(tmp_path) is None  # a folder: unreadable
+
+
 # ------------------------------------------------------------------ a full disk
 def enospc_after(monkeypatch, n_ok: int) -> list[str]:
     """Make untwine's file writer fail with ENOSPC (after writing half) from its ``n_ok + 1``-th file on."""

@@ -9,7 +9,6 @@ demo's models disentangled (MIG >= 0.2)."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -76,11 +75,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def summary_lines(root: Path, runs: list[str]) -> list[str]:
     """One line per run: validation rec at step 0 -> final, and MIG vs the untrained encoder."""
+    from ..train.files import peek_json
+
     def read(p: Path) -> dict:
-        try:
-            return json.loads(p.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return peek_json(p) or {}
 
     base = read(root / "baseline" / "dsprites" / "metrics.json").get("mig")
     lines = []

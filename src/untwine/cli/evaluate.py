@@ -55,20 +55,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
     """UDR of the runs -> one JSON (default: udr.json in their common folder) and a table."""
-    import json
     import os
 
     from ..studies.udr import write_udr
+    from ..train.files import peek_json
 
     common = Path(os.path.commonpath([d.resolve() for d in dirs]))
     out = Path(args.output) if args.output else common / "udr.json"
     res = write_udr(dirs, out, seed=args.seed)
-    migs = []
-    for d in dirs:
-        try:
-            migs.append(json.loads((d / "metrics.json").read_text(encoding="utf-8")).get("mig"))
-        except (OSError, ValueError, AttributeError):
-            migs.append(None)
+    migs = [(peek_json(d / "metrics.json") or {}).get("mig") for d in dirs]
     width = max(len(str(d)) for d in dirs)
     print(f"{'run':{width}s}  {'UDR lasso':>9s}  {'UDR Spearman':>12s}  {'active':>6s}  {'MIG':>6s}")
     for i, d in enumerate(dirs):

@@ -32,7 +32,6 @@ exactly from the outline's crossings with the row's centre line and written as 6
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,9 +40,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import DiskFullError, UserError
 from . import _files, _sprite_bits
-from .cache import cache_dir, partial_path
+from .cache import building, cache_dir
 from .protocol import GroundTruthData
 from .registry import DatasetSpec, register
 
@@ -307,12 +306,10 @@ def verify_md5(path: Path, md5: str = OFFICIAL_MD5) -> None:
         )
     known[key] = True
     try:
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial_path(sidecar)
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, sidecar)
-    except OSError:
-        pass  # read-only cache: verify again next time
+        with building(sidecar) as tmp:
+            tmp.write_text(json.dumps(known))
+    except (OSError, DiskFullError):
+        pass  # read-only or full cache: verify again next time
 
 
 def read_official(path: Path, *, n: int = N_IMAGES, md5: str | None = OFFICIAL_MD5) -> np.ndarray:

@@ -3,7 +3,6 @@ model should beat (a sweep computes it once per dataset, ``<sweep>/baseline/<dat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,12 @@ def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
     latents) on ``dataset``, with the study's metrics, sizes and evaluation seed; written to
     ``root/baseline/<dataset>/metrics.json`` (cached: read back when it exists).
     ``study``: a :class:`untwine.studies.Study`."""
+    from untwine.train.files import peek_json
+
     path = Path(root) / "baseline" / dataset / "metrics.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        pass
+    cached = peek_json(path)
+    if cached is not None:
+        return cached
     import numpy as np
     import torch
 

@@ -20,7 +20,6 @@ The package itself is callable: ``untwine.pretrained(NAME)`` is :func:`load`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -117,7 +116,9 @@ def load(name: str, device: str = "cpu") -> Any:
 
 
 def _read(p: Path) -> dict[str, Any]:
-    return json.loads(p.read_text()) if p.is_file() else {}
+    from ..train.files import peek_json
+
+    return peek_json(p) or {}
 
 
 def info(name: str) -> ModelInfo:
@@ -153,7 +154,8 @@ def export(
     """
     import torch
 
-    from ..train import checkpoint, load_run
+    from ..train import checkpoint, files, load_run
+    from ..train.log import write_json
 
     src = Path(run_dir).expanduser()
     if not _NAME.match(name):
@@ -162,7 +164,7 @@ def export(
         raise UserError("command must be the exact command that trained the run (it goes into COMMAND.txt)")
     if not (src / "config.json").is_file():
         raise MissingFileError(f"{src} is not a run folder (no config.json)")
-    status = _read(src / "summary.json").get("status")
+    status = (files.read_summary(src / "summary.json") or {}).get("status")
     if status != "finished":
         raise UserError(f"{src} has not finished (summary.json status: {status}); finish it with `untwine train --resume --out {src}`")
     ckpt = checkpoint.find(src)
@@ -171,7 +173,7 @@ def export(
     m = Path(metrics).expanduser() if metrics is not None else src / "metrics.json"
     if not m.is_file():
         raise MissingFileError(f"{m} not found; run `untwine evaluate {src} --output {m}` first (or pass metrics=FILE)")
-    metrics_doc = json.loads(m.read_text())
+    metrics_doc = files.read_metrics_json(m)
     root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
     dest, tmp = root / name, root / f".{name}.tmp"
     if dest.exists() and not overwrite:
@@ -183,7 +185,7 @@ def export(
         for f in ("config.json", "summary.json", "metrics.jsonl"):
             if (src / f).is_file():
                 shutil.copyfile(src / f, tmp / f)
-        (tmp / "metrics.json").write_text(json.dumps(metrics_doc, indent=2) + "\n")
+        write_json(tmp / "metrics.json", metrics_doc)
         (tmp / "COMMAND.txt").write_text(command.strip() + "\n")
         shutil.copyfile(ckpt / checkpoint.MODEL_FILE, tmp / "checkpoint" / checkpoint.MODEL_FILE)
         step = int(checkpoint.model_metadata(ckpt)["step"])

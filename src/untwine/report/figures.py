@@ -8,7 +8,6 @@ Inputs are results rows (:func:`untwine.studies.results.collect`), loaded runs
 from __future__ import annotations
 
 import io
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..errors import UserError
 from ..naming import format_value
+from ..train.files import peek_json, read_jsonl
 
 METRIC_LABELS = {
     "mean_abs_latent": "mean |latent|",
@@ -128,18 +128,6 @@ def reconstructions(runs: Sequence[tuple[str, Any]], data: Any, n: int = 10, see
 
 
 # ----------------------------------------------------------------------------- curves
-def _read_metrics_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    return rows
-
-
 def _setting(row: dict[str, Any], hps: Sequence[str]) -> str:
     parts = [f"{k}={format_value(row[k])}" for k in hps if row.get(k) is not None]
     return ", ".join(parts) or "default"
@@ -173,7 +161,7 @@ def loss_curves(rows: list[dict[str, Any]], root: Path, hps: Sequence[str], term
         first_seed = min(r["seed"] for r in prs)
         values: list[float] = []
         for i, r in enumerate(r for r in prs if r["seed"] == first_seed):
-            log = _read_metrics_jsonl(root / r["run"] / "metrics.jsonl")
+            log = read_jsonl(root / r["run"] / "metrics.jsonl")
             color = f"C{i % 10}"
             for split, style in (("train", "-"), ("val", "--")):
                 pts = [(e["step"], e[term]) for e in log if e.get("split") == split and term in e
@@ -214,7 +202,7 @@ def kl_per_dimension(rows: list[dict[str, Any]], root: Path, hps: Sequence[str])
     for ax, ((ds, model), prs) in zip(axes, panels.items()):
         first_seed = min(r["seed"] for r in prs)
         for i, r in enumerate(r for r in prs if r["seed"] == first_seed):
-            s = _read_json(root / r["run"] / "summary.json") or {}
+            s = peek_json(root / r["run"] / "summary.json") or {}
             kl = (s.get("val") or {}).get("kl_dims")
             if kl:
                 have = True
@@ -230,13 +218,6 @@ def kl_per_dimension(rows: list[dict[str, Any]], root: Path, hps: Sequence[str])
         return None
     fig.suptitle("KL per latent dimension (validation)", fontsize=11)
     return fig
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def metric_vs_hparam(rows: list[dict[str, Any]], metrics: Sequence[str],

@@ -56,8 +56,6 @@ class Report:
     recorded: list[str] = field(default_factory=list)  # runs without a run folder, rows from results.csv
 
 
-_read_json = F._read_json  # a run folder's JSON file, None when missing or unreadable
-
 NEEDS_FOLDERS = "needs the run folder"
 # What a report cannot draw from results.csv alone (a results folder committed without its run folders)
 RUN_FOLDER_FIGURES = ("loss curves (metrics.jsonl), KL per latent dimension (summary.json), latent traversals, "
@@ -80,7 +78,7 @@ def learning_check(rep: Report) -> None:
     for key, grp in T.group(rep.rows, hps):
         start, end = [], []
         for r in grp:
-            s = _read_json(rep.root / r["run"] / "summary.json") or {}
+            s = files.peek_json(rep.root / r["run"] / "summary.json") or {}
             a = (s.get("initial_val") or {}).get("rec")
             b = (s.get("val") or {}).get("rec")
             if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -94,7 +92,7 @@ def learning_check(rep: Report) -> None:
         if not start and all(r["run"] in rep.recorded for r in grp):  # results.csv has no step-0 rec
             row[3:6] = [NEEDS_FOLDERS, Stat.of([r.get("val_rec") for r in grp]), ""]
         if has_mig:
-            base = (_read_json(rep.root / "baseline" / key[0] / "metrics.json") or {}).get("mig")
+            base = (files.peek_json(rep.root / "baseline" / key[0] / "metrics.json") or {}).get("mig")
             m = Stat.of([r.get("mig") for r in grp])
             row += [m, fmt(base) if isinstance(base, (int, float))
                     else "needs the sweep's baseline/ folder" if rep.recorded else "not computed"]
@@ -174,7 +172,7 @@ def draw_figures(rep: Report) -> None:
     extra: dict[str, dict[str, float]] = {}
     for ds in study.datasets:
         if not any(r["dataset"] == ds for r in here) and not any(
-                (_read_json(folder / "config.json") or {}).get("dataset") == ds for _, folder in rep.shipped):
+                (files.peek_json(folder / "config.json") or {}).get("dataset") == ds for _, folder in rep.shipped):
             continue  # nothing to draw from this dataset's images: do not load it
         kw = next(kw for name, kw in study.expand() if kw["dataset"] == ds)
         try:
@@ -197,7 +195,7 @@ def draw_figures(rep: Report) -> None:
                  "A disentangled latent moves one factor.",
                  lambda run=run, label=label: F.traversals(run, data, f"{ds} / {label}", span=span))
         for name, folder in rep.shipped:
-            if (_read_json(folder / "config.json") or {}).get("dataset") != ds:
+            if (files.peek_json(folder / "config.json") or {}).get("dataset") != ds:
                 continue
             _add(rep, f"traversal_{ds}_shipped_{name}", f"Latent traversals: {ds}, shipped model {name}",
                  f"The shipped pretrained model {S.shipped_name(name)}, trained as: {S.how_trained(folder)}. "
@@ -252,7 +250,7 @@ def draw_figures(rep: Report) -> None:
         for key, grp in T.group([r for r in fin if r["dataset"] == ds], hps):
             label = key[1] if T.setting_label(key, hps) == "default" else f"{key[1]}\n{T.setting_label(key, hps)}"
             groups.append((label, {m: [r[m] for r in grp if isinstance(r.get(m), float)] for m in metrics}))
-        base = _read_json(root / "baseline" / ds / "metrics.json")
+        base = files.peek_json(root / "baseline" / ds / "metrics.json")
         _add(rep, f"metrics_{ds}", f"Metrics per model: {ds}",
              "Each metric per model setting (bar: mean over seeds, dots: seeds); dashed line: the same "
              "metric for an untrained encoder.",
@@ -266,9 +264,9 @@ def environment(rep: Report) -> list[tuple[str, str]]:
 
     from .._version import __version__
 
-    sums = [_read_json(rep.root / r["run"] / "summary.json") or {} for r in rep.rows]
+    sums = [files.peek_json(rep.root / r["run"] / "summary.json") or {} for r in rep.rows]
     train_s = sum(float(s.get("wall_time_s") or 0) for s in sums)
-    evals = [_read_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
+    evals = [files.peek_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
     eval_s = sum(float(e.get("wall_time_s") or 0) for e in evals)
     absent = f" ({len(rep.recorded)} runs without a run folder here not counted)" if rep.recorded else ""
     devices = sorted({str(s.get("device") or (s.get("config") or {}).get("device", "")) for s in sums} - {""})
@@ -444,7 +442,7 @@ def skipped_metrics(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     """``"<dataset>: <metric>: <reason> (n runs)"`` for metrics a run's ``metrics.json`` skipped."""
     seen: dict[tuple[str, str, str], int] = {}
     for r in rows:
-        for name, why in ((_read_json(root / r["run"] / "metrics.json") or {}).get("skipped") or {}).items():
+        for name, why in ((files.peek_json(root / r["run"] / "metrics.json") or {}).get("skipped") or {}).items():
             key = (r["dataset"], name, str(why))
             seen[key] = seen.get(key, 0) + 1
     return [f"{ds}: {name}: {why} ({n} run{'s' if n != 1 else ''})" for (ds, name, why), n in seen.items()]

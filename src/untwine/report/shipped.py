@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..objectives import hparams_text
-from .figures import _read_json
+from ..train.files import peek_json
 from .tables import Table, fmt
 
 DISENTANGLED_MIG = 0.2
 
 
 def _read(path: Path) -> dict[str, Any]:
-    d = _read_json(path)
-    return d if isinstance(d, dict) else {}
+    return peek_json(path) or {}
 
 
 def _duration(seconds: float) -> str:

@@ -11,7 +11,6 @@ both evaluate and record each run the same way (:func:`finish_run`). A backend
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import traceback
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
+from untwine.train.files import peek_json
 from untwine.train.log import jsonable as _jsonable, write_json
 
 FAILED = "failed.json"
@@ -67,7 +67,7 @@ def is_finished(run_dir: str | os.PathLike, steps: int | None = None) -> bool:
     (the study's length), a run trained to fewer steps is not finished: raising a study's
     ``steps`` continues its runs from their checkpoints and evaluates them again."""
     d = Path(run_dir)
-    summary = _read_json(d / "summary.json")
+    summary = peek_json(d / "summary.json")
     done = bool(summary and summary.get("status") == "finished" and (d / "metrics.json").is_file())
     return done and (steps is None or summary.get("steps") == steps)
 
@@ -97,7 +97,7 @@ def finish_run(spec: RunSpec, cfg: Any, run: Any, t0: float) -> RunOutcome:
     d = spec.dir
     stage = "train"
     try:
-        summary = getattr(run, "summary", None) or _read_json(d / "summary.json") or {}
+        summary = getattr(run, "summary", None) or peek_json(d / "summary.json") or {}
         status = summary.get("status")
         if status == "failed" and summary.get("error"):
             # a packed run that went NaN: its summary holds what train() would have raised
@@ -201,7 +201,7 @@ def execute_pack(specs: Sequence[RunSpec]) -> list[RunOutcome]:
             error = f"{type(e).__name__}: {e}".strip()
             tb = traceback.format_exc()
             for spec, cfg in todo:
-                summary = _read_json(spec.dir / "summary.json") or {}
+                summary = peek_json(spec.dir / "summary.json") or {}
                 if summary.get("status") == "finished":  # trained before the pack failed: evaluate it
                     outcomes[spec.name] = execute_run(spec)
                 else:
@@ -250,15 +250,3 @@ def _data(cfg: Any) -> Any:
     import untwine.data
 
     return untwine.data.load(cfg.dataset, cfg.source, cfg.data_root)
-
-
-# ---------------------------------------------------------------------------------- files
-def _read_json(path: Path) -> Any:
-    """A JSON file, or ``None`` if missing or damaged: for *checks* only (is the run finished?); a
-    damaged file then gets its clear error from the reader that needs it (``untwine.train.files``)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from ..errors import MissingFileError
 from ..naming import format_value
+from ..train.files import read_study_json
 from ._schema import StudyError, as_table, check_keys, check_types, list_of, type_name, type_ok
 from .references import Claim, Reference, parse_references
 
@@ -441,13 +442,11 @@ def load_sweep_study(root: str | os.PathLike, references: str | os.PathLike | No
 
     Published references come from the folder's ``study.toml``, or from the study file
     ``references`` if given (e.g. a newer version of the study file that added them)."""
-    import json
-
     r = Path(root)
     js, toml = r / "study.json", r / "study.toml"
     text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
     if js.is_file():
-        study = study_from_dict(json.loads(js.read_text(encoding="utf-8")), text, toml)
+        study = study_from_dict(read_study_json(js), text, toml)
         study = with_references(study, text, toml) if text else study
     elif text:
         study = parse_study(text, path=toml)

@@ -3,7 +3,8 @@
 Every reader turns damage (truncation, flipped bytes, text in a binary file, a missing key) into a
 :class:`RunFolderError` whose message names the file, what is wrong and the fix; none lets a raw
 ``JSONDecodeError`` or ``UnicodeDecodeError`` through. A damaged *last* line of a ``.jsonl`` log (a
-crash mid-write) is dropped with a :class:`RunFolderWarning` instead.
+crash mid-write) is dropped with a :class:`RunFolderWarning` instead. :func:`peek_json` is the one
+lenient look at a JSON file (``None`` when missing or damaged), for checks and displays.
 
 Every writer writes ``<file>.partial`` (flushed and fsynced), then renames it over ``<file>``: a
 crash or a full disk leaves the previous version intact. A full disk (``ENOSPC``, ``EDQUOT``)
@@ -174,6 +175,17 @@ def read_json(path: PathLike, fix: str, kind: type = dict) -> Any:
     if not isinstance(value, kind):
         raise damaged(p, f"holds a JSON {type(value).__name__}, expected a {kind.__name__}", fix)
     return value
+
+
+def peek_json(path: PathLike, kind: type = dict) -> Any | None:
+    """The JSON value in ``path`` if it is a ``kind``, else ``None``: missing, unreadable, damaged
+    or of another type. For *looking* at a file (is the run finished? a number for a figure or a
+    table) where a damaged file may count as absent: it then gets its clear error from the strict
+    reader of that file (:func:`read_summary`, :func:`read_metrics_json`...) where it is needed."""
+    try:
+        return read_json(path, "", kind)
+    except (FileNotFoundError, RunFolderError):
+        return None
 
 
 def _optional(reader: Callable[[Path], T], path: PathLike) -> T | None:

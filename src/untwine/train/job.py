@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..errors import UserError
 from ..models import VAE, Posterior
 from ..objectives import bernoulli_rec, kl_per_dim
 from ..objectives.tc import gaussian_tc
-from . import checkpoint
+from . import checkpoint, files
 from .config import RESUMABLE_CHANGES, RunConfig
 from .log import MeansRow, MetricsLog, RunningMeans, write_json
 from .resume import resume_point
@@ -332,7 +331,7 @@ class Job:
 
     def result(self) -> Run:
         self.model.eval()
-        summary = json.loads((self.out / "summary.json").read_text())
+        summary = files.read_summary(self.out / "summary.json") or {}
         return Run(self.out, self.cfg, self.model, summary)
 
 

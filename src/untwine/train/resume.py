@@ -7,13 +7,12 @@ at the step that checkpoint holds; without one it starts at step 0. A run whose 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from . import checkpoint
+from . import checkpoint, files
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,7 @@ def saved_step(ckpt: Path) -> int:
 
 def status(run_dir: str | os.PathLike) -> str | None:
     """``summary.json``'s status (``finished``, ``failed``, ``interrupted``), ``None`` without one."""
-    p = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(p.read_text()).get("status")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return (files.peek_json(Path(run_dir) / "summary.json") or {}).get("status")
 
 
 def resume_point(run_dir: str | os.PathLike, steps: int) -> ResumePoint:

@@ -34,6 +34,7 @@ import torch
 
 from .. import hooks
 from ..errors import MissingExtraError
+from . import files
 from .config import TENSORBOARD_INSTALL as INSTALL, require_tensorboard as require
 from .run import Run
 
@@ -41,7 +42,6 @@ __all__ = ["INSTALL", "TB_DIR", "MissingExtraError", "TensorBoardLog", "keep_thr
 
 TB_DIR = "tb"
 _EVENTS = "events.out.tfevents."  # TensorBoard reads the files whose names contain "tfevents"
-_PARTIAL = ".keep-through.partial"
 
 
 class TensorBoardLog:
@@ -98,7 +98,8 @@ def keep_through(tb_dir: str | os.PathLike, step: int | None) -> None:
     d = Path(tb_dir)
     if not d.is_dir():
         return
-    (d / _PARTIAL).unlink(missing_ok=True)  # what a kill during a rewrite left
+    for leftover in d.glob(_EVENTS + "*.partial"):  # what a kill during a rewrite left
+        leftover.unlink()
     from tensorboard.compat.proto.event_pb2 import Event
 
     for path in sorted(p for p in d.iterdir() if p.name.startswith(_EVENTS)):
@@ -116,9 +117,7 @@ def keep_through(tb_dir: str | os.PathLike, step: int | None) -> None:
                 kept.append(framed)
         if len(kept) == len(records) and sum(map(len, kept)) == path.stat().st_size:
             continue
-        tmp = d / _PARTIAL
-        tmp.write_bytes(b"".join(kept))
-        os.replace(tmp, path)
+        files.write_bytes(path, b"".join(kept))
 
 
 def _records(buf: bytes) -> Iterator[tuple[bytes, bytes]]:
