@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"run folder {d} does not exist; pass the folder `untwine train` wrote")
     from ..metrics import registry
 
+    if args.dci_backend is None:
+        args.dci_backend = registry.DEFAULT_BACKEND
     if args.dci_backend not in registry.BACKENDS:
         raise UserError(f"--dci-backend must be one of {', '.join(registry.BACKENDS)}, got {args.dci_backend!r}")
     names = None if args.metrics is None else [registry.normalise(m) for m in args.metrics.split(",") if m.strip()]
@@ -155,7 +157,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default=None, help="sample-size overrides, e.g. num_train=2000,num_test=1000,dci.num_train=1000 "
                    "(downstream tasks: training sizes 10, 100, ... up to num_train; fairness.num_test_points_per_class)")
     backend = p.add_argument(
-        "--dci-backend", default="exact",
+        "--dci-backend", default=None,
         help="exact (default): untwine's re-implementation of the reference GradientBoostingClassifier "
         "(same numbers up to tie-breaking, ~15x faster); sklearn: the reference estimator itself "
         "(minutes); fast: histogram boosting, approximate. Also the boosted trees of downstream, "

@@ -73,6 +73,7 @@ import torch
 # module's re-implementation of the reference estimator, scikit-learn's estimator itself, or
 # histogram boosting (an approximation). Defined here once; the CLI and study files check against it.
 BACKENDS = ("exact", "sklearn", "fast")
+DEFAULT_BACKEND = BACKENDS[0]  # the reference's estimator: every backend argument's default
 N_STAGES = 100
 LEARNING_RATE = 0.1
 MAX_DEPTH = 3

@@ -38,9 +38,8 @@ def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
         x = torch.as_tensor(np.asarray(x, dtype=np.float32))
         return np.concatenate([model.encode(b)[0].numpy() for b in x.split(256)])
 
-    extra = {"dci_backend": study.dci_backend} if study.dci_backend != "exact" else {}
     result = evaluate(encode, data, metrics=study.metrics, seed=study.eval_seed, progress=False,
-                      sizes=study.sizes, **extra)
+                      sizes=study.sizes, dci_backend=study.dci_backend)
     result = _jsonable(dict(result))
     write_json(path, {**result, "encoder": f"untrained {cfg.arch}, seed {cfg.seed}"})
     return result

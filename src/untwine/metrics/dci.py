@@ -50,7 +50,7 @@ import numpy as np
 import scipy.stats
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 
-from ._gbt import BACKENDS, fit_gbt
+from ._gbt import BACKENDS, DEFAULT_BACKEND, fit_gbt
 from .utils import check_train_test, parallel_map
 
 
@@ -97,7 +97,7 @@ def dci(
     codes_test: Any,
     factors_test: Any,
     n_jobs: int | None = None,
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
     """DCI scores of codes (``N x D`` float) w.r.t. factors (``N x K`` int), train and test halves.
 

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._gbt import BACKENDS as GBT_BACKENDS, predict_gbt
+from ._gbt import BACKENDS as GBT_BACKENDS, DEFAULT_BACKEND, predict_gbt
 from .utils import check_train_test, parallel_map
 
 PREDICTORS = ("lr", "gbt")
@@ -70,7 +70,7 @@ def fit_predict(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_tests: Sequence[np.ndarray] = (),
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Fit ``predictor`` on ``(x_train N x D, y_train N)``: ``(predictions on x_train, [on each x_tests])``.
 
@@ -103,7 +103,7 @@ def fit_predict(
 
 def accuracies(
     predictor: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[float, float]:
     """``(train accuracy, test accuracy)`` of ``predictor`` fit on the training rows."""
     pred, (pred_te,) = fit_predict(predictor, x_train, y_train, (x_test,), backend)
@@ -128,7 +128,7 @@ def downstream_task(
     factors_test: Any,
     train_sizes: Sequence[int] = TRAIN_SIZES,
     predictor: str = "lr",
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Downstream accuracies of codes (``N x D``) for factors (``N x K``), train and test halves.

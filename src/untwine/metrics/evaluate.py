@@ -115,7 +115,7 @@ def evaluate(
     sizes: Mapping[str, Any] | None = None,
     n_jobs: int | None = None,
     chunk_size: int = 4096,
-    dci_backend: str = "exact",
+    dci_backend: str = registry.DEFAULT_BACKEND,
     code_table: bool | str = "auto",
 ) -> dict[str, Any]:
     """Compute the metric suite for an encoder on ground-truth ``data``.

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._gbt import DEFAULT_BACKEND
 from .downstream import check_predictor, fit_predict, quiet_fits
 from .utils import check_data, check_sizes, encode_factors, parallel_map
 
@@ -86,7 +87,7 @@ def fairness(
     num_train: int = 10000,
     num_test_points_per_class: int = 100,
     predictor: str = "gbt",
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
     chunk_size: int = 4096,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:

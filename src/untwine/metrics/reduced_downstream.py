@@ -29,12 +29,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._gbt import predict_gbt
+from ._gbt import DEFAULT_BACKEND, predict_gbt
 from .downstream import TRAIN_SIZES, accuracies, check_predictor, check_train_sizes, quiet_fits
 from .utils import check_train_test, parallel_map
 
 
-def gbt_importance(x: np.ndarray, y: np.ndarray, backend: str = "exact") -> np.ndarray:
+def gbt_importance(x: np.ndarray, y: np.ndarray, backend: str = DEFAULT_BACKEND) -> np.ndarray:
     """``|feature_importances_|`` (``D``) of ``GradientBoostingClassifier()`` fit on ``(x, y)``; 0 for one class."""
     if np.unique(y).size < 2:
         return np.zeros(x.shape[1])
@@ -81,7 +81,7 @@ def reduced_downstream_task(
     train_sizes: Sequence[int] = TRAIN_SIZES,
     num_factors_to_remove: int = 1,
     predictor: str = "gbt",
-    backend: str = "exact",
+    backend: str = DEFAULT_BACKEND,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Reduced downstream accuracies of codes (``N x D``) for factors (``N x K``).

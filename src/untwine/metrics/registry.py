@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ._gbt import BACKENDS
+from ._gbt import BACKENDS, DEFAULT_BACKEND
 from .beta_vae_score import beta_vae_score
 from .dci import dci
 from .downstream import PREDICTORS, downstream_task
@@ -36,7 +36,7 @@ from .reduced_downstream import reduced_downstream_task
 from .sap import sap
 from .unsupervised import unsupervised_scores
 
-__all__ = ["BACKENDS", "Inputs", "Metric", "NotApplicable", "get", "names", "normalise", "parse_names", "register",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Inputs", "Metric", "NotApplicable", "get", "names", "normalise", "parse_names", "register",
            "train_sizes"]
 
 
@@ -63,7 +63,7 @@ class Inputs:
     rng: np.random.Generator | None = None
     n_jobs: int | None = None
     chunk_size: int = 4096
-    backend: str = "exact"
+    backend: str = DEFAULT_BACKEND
 
     @property
     def halves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
+from untwine.metrics.registry import DEFAULT_BACKEND
 from untwine.train.files import peek_json
 from untwine.train.log import jsonable as _jsonable, write_json
 
@@ -37,7 +38,7 @@ class RunSpec:
     metrics: list[str] | None = None
     sizes: dict[str, int] = field(default_factory=dict)
     eval_seed: int = 0
-    dci_backend: str = "exact"
+    dci_backend: str = DEFAULT_BACKEND
 
     @property
     def steps(self) -> int | None:
@@ -239,10 +240,9 @@ def _evaluate(run: Any, data: Any, spec: RunSpec) -> dict[str, Any]:
     from untwine.metrics import evaluate
     from untwine.train.speed import torch_threads
 
-    extra = {"dci_backend": spec.dci_backend} if spec.dci_backend != "exact" else {}
     with torch_threads(int(spec.config.get("threads") or 0)):  # as the run trained: same numbers everywhere
         return evaluate(run, data, metrics=spec.metrics, seed=spec.eval_seed, progress=False,
-                        sizes=spec.sizes, **extra)
+                        sizes=spec.sizes, dci_backend=spec.dci_backend)
 
 
 def _data(cfg: Any) -> Any:

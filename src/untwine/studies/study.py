@@ -98,7 +98,9 @@ class Study:
 
     @property
     def dci_backend(self) -> str:
-        return str(self.eval.get("dci_backend", "exact"))
+        from untwine.metrics.registry import DEFAULT_BACKEND
+
+        return str(self.eval.get("dci_backend", DEFAULT_BACKEND))
 
     def hparam_names(self) -> list[str]:
         """Every hyperparameter any model's grid sets, sorted (the results' columns)."""
