@@ -327,6 +327,22 @@ def test_loss_curves_axis_scale_is_what_the_caption_says(tmp_path):
     assert F.y_scale_caption(both).startswith("log scale in the panels whose axis label says so")
 
 
+def test_a_damaged_log_costs_its_own_curve_not_the_figure(tmp_path):
+    """A metrics.jsonl damaged in its middle (not a torn last line) leaves that run out of the loss
+    curves, with a warning naming it; the other settings' curves are drawn."""
+    from untwine.report import figures as F
+
+    good = _loss_log(tmp_path, "ds/beta-vae/beta=1/seed=0", [300.0, 90.0, 85.0])
+    bad = _loss_log(tmp_path, "ds/beta-vae/beta=4/seed=0", [300.0, 90.0, 85.0])
+    log = tmp_path / bad["run"] / "metrics.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    with pytest.warns(UserWarning, match=r"loss curves: ds/beta-vae/beta=4/seed=0 left out: .*metrics.jsonl"):
+        fig = F.loss_curves([good, bad], tmp_path, ["beta"])
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["beta=1 (val)"]
+
+
 def test_report_loss_caption_matches_its_axes(toy_sweep):
     """The toy sweep's losses span < 10x (3 steps): the caption says linear, never log."""
     html = (toy_sweep / "report.html").read_text()

@@ -223,7 +223,7 @@ def test_csv_float_format():
 
 
 # ----------------------------------------------------------------------------- real end to end
-def test_real_sweep_cli(tmp_path, toy):
+def test_real_sweep_cli(tmp_path, toy, capsys):
     """Real trainer + metrics on the toy dataset through `untwine sweep` (the report: test_report.py)."""
     study_file = tmp_path / "toy.toml"
     study_file.write_text(TOY.replace("baseline = false", "baseline = true"))
@@ -238,23 +238,37 @@ def test_real_sweep_cli(tmp_path, toy):
     mt = (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns
     assert cli_main(cmd) == 0
     assert (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns == mt
-    # --collect over the whole study (seeds 0 and 1): trains nothing, seed 1 is a "missing" row
+    # --collect: the same rows again, nothing trained or evaluated
     (out / "results.csv").unlink()
-    assert cli_main(["sweep", str(study_file), "--out", str(out), "--collect"]) == 0
-    collected = read_results(out / "results.csv")
-    assert [(r["seed"], r["status"]) for r in collected] == [(0, "finished"), (1, "missing")] * 3
-    assert [r["mig"] for r in collected[::2]] == [r["mig"] for r in rows]
-    assert not any(out.glob("*/*/*/seed=1")) and (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns == mt
+    assert cli_main(cmd + ["--collect"]) == 0
+    assert read_results(out / "results.csv") == rows
+    assert (out / rows[0]["run"] / "metrics.json").stat().st_mtime_ns == mt
+    # ... and only with the study the folder was swept with (here: without its --set)
+    assert cli_main(["sweep", str(study_file), "--out", str(out), "--collect"]) == 2
+    assert f"{out} was swept with another study than this one (its study.json differs)" in capsys.readouterr().err
 
 
-def test_collect_needs_a_sweep_folder_and_no_training_flags(tmp_path, capsys, toy):
+def test_a_run_in_training_is_an_incomplete_row_and_one_not_started_a_missing_row(tmp_path, toy):
+    """What --collect shows beside a training sweep: a run folder with a log or a checkpoint but no
+    summary yet (its first training call is under way) is ``incomplete``; no folder is ``missing``."""
+    from untwine.studies.results import collect
+
+    study = parse_study(TOY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    run = tmp_path / "toy/vae/seed={}"
+    (tmp_path / "toy/vae/seed=0").mkdir(parents=True)
+    (tmp_path / "toy/vae/seed=0/metrics.jsonl").write_text('{"step": 2, "split": "train", "loss": 1.0}\n')
+    (tmp_path / "toy/vae/seed=1/checkpoint").mkdir(parents=True)
+    rows = [r for r in collect(study, tmp_path) if r["model"] == "vae"]
+    assert [(r["run"], r["status"]) for r in rows] == [
+        ("toy/vae/seed=0", "incomplete"), ("toy/vae/seed=1", "incomplete"), ("toy/vae/seed=2", "missing")]
+
+
+def test_collect_needs_a_sweep_folder(tmp_path, capsys, toy):
     study_file = tmp_path / "toy.toml"
     study_file.write_text(TOY)
     assert cli_main(["sweep", str(study_file), "--out", str(tmp_path / "none"), "--collect"]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'none'} is not a sweep folder (no study.toml): run `untwine sweep STUDY.toml --out" in err
-    assert cli_main(["sweep", str(study_file), "--out", str(tmp_path), "--collect", "--jobs", "2", "--pack", "2"]) == 2
-    assert "--collect trains nothing: drop --jobs, --pack" in capsys.readouterr().err
 
 
 @pytest.mark.slow

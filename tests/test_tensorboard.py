@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from untwine.cli import main
 from untwine.studies import parse_study
 from untwine.train import RunConfig, checkpoint, train
-from untwine.train.tensorboard import INSTALL, TB_DIR, MissingExtraError, _records
+from untwine.train.tensorboard import INSTALL, TB_DIR, MissingExtraError, _records, keep_through
 
 from conftest import TINY
 
@@ -137,6 +137,20 @@ def test_resume_drops_events_after_the_checkpoint_and_continues_without_duplicat
     assert len(steps) == len(set(steps)), "a (tag, step) was written twice"
     assert sorted(s for t, s in steps if t == "val/loss") == [0, 2, 4, 6, 8, 10, 12]
     assert_events_equal_metrics_jsonl(d)
+
+
+def test_keep_through_rewrites_under_a_name_tensorboard_does_not_read_and_clears_leftovers(tmp_path):
+    """A kill during a rewrite leaves ``.keep-through`` (or its ``.partial``): never a file whose name
+    holds "tfevents", which TensorBoard would load as more curves; the next rewrite removes it."""
+    d = tmp_path / "run"
+    train(tiny(d), progress=False)
+    tb = d / TB_DIR
+    (before,) = tb.glob("events.out.tfevents.*")
+    for leftover in (".keep-through", ".keep-through.partial"):
+        (tb / leftover).write_bytes(b"half a rewrite")
+    keep_through(tb, 3)
+    assert sorted(p.name for p in tb.iterdir()) == [before.name]
+    assert max(s for _, s in raw_steps(d)) == 3 and ("val/loss", 3) in raw_steps(d)
 
 
 def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch, capsys):

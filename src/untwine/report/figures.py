@@ -8,6 +8,7 @@ Inputs are results rows (:func:`untwine.studies.results.collect`), loaded runs
 from __future__ import annotations
 
 import io
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..errors import UserError
 from ..naming import format_value
-from ..train.files import peek_json, read_jsonl
+from ..train.files import RunFolderError, peek_json, read_jsonl
 
 METRIC_LABELS = {
     "mean_abs_latent": "mean |latent|",
@@ -161,7 +162,11 @@ def loss_curves(rows: list[dict[str, Any]], root: Path, hps: Sequence[str], term
         first_seed = min(r["seed"] for r in prs)
         values: list[float] = []
         for i, r in enumerate(r for r in prs if r["seed"] == first_seed):
-            log = read_jsonl(root / r["run"] / "metrics.jsonl")
+            try:
+                log = read_jsonl(root / r["run"] / "metrics.jsonl")
+            except RunFolderError as e:  # one damaged log costs its own curve, not the figure
+                warnings.warn(f"loss curves: {r['run']} left out: {e}", stacklevel=2)
+                continue
             color = f"C{i % 10}"
             for split, style in (("train", "-"), ("val", "--")):
                 pts = [(e["step"], e[term]) for e in log if e.get("split") == split and term in e

@@ -14,7 +14,6 @@ trained so far in this call."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -26,12 +25,13 @@ def steps_left(spec: RunSpec) -> int:
     """Training steps pending run ``spec`` has left: its ``steps`` less its newest checkpoint's step
     (read from the checkpoint's manifest, unverified: an estimate for the ETA)."""
     from ..train import checkpoint
+    from ..train.files import peek_json
 
     steps = int(spec.config.get("steps") or 0)
     for name in checkpoint.ORDER:
         try:
-            done = int(json.loads((spec.dir / name / checkpoint.MANIFEST).read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
+            done = int((peek_json(spec.dir / name / checkpoint.MANIFEST) or {})["step"])
+        except (KeyError, TypeError, ValueError):  # no manifest, or one without a step
             continue
         return max(steps - done, 0)
     return steps

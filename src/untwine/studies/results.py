@@ -7,8 +7,9 @@ Columns: ``run, dataset, model, <hyperparameters>, seed, status, error, val_<ter
 ``val_tc`` is the Gaussian TC of the validation codes (never negative), ``val_tc_batch`` the
 objective's own or minibatch TC estimate (FactorVAE: its discriminator's), see
 :func:`validation_terms`.
-``status`` is ``finished``, ``failed``, ``incomplete``, ``missing`` or ``damaged`` (a file of the
-run folder is damaged: ``error`` names it and the fix).
+``status`` is ``finished``, ``failed``, ``incomplete`` (started: a log, a checkpoint or a summary,
+but no finished evaluation yet), ``missing`` (no run folder files) or ``damaged`` (a file of the run
+folder is damaged: ``error`` names it and the fix).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
         row["status"] = "finished"
         row["error"] = ""
     else:
-        row["status"] = "missing" if not summary else "incomplete"
+        started = summary or (d / "metrics.jsonl").is_file() or (d / "checkpoint").is_dir()
+        row["status"] = "incomplete" if started else "missing"
         row["error"] = ""
     for k, v in validation_terms(summary.get("val")).items():
         row[f"val_{k}"] = v

@@ -170,13 +170,19 @@ def sweep(
 def collect_sweep(study: Study, out: str | os.PathLike, compute_udr: bool = True) -> list[dict[str, Any]]:
     """Write ``out/results.csv`` and ``out/timings.csv`` from the run folders as they are now and
     return the rows; trains nothing. The one writer of both files: :func:`sweep` calls it at its
-    end, ``untwine sweep --collect`` alone (safe while another sweep trains in ``out``: each file is
-    replaced atomically, and a run still training is an ``incomplete`` row)."""
+    end (after writing ``study.json``), ``untwine sweep --collect`` alone (safe while another sweep
+    trains in ``out``: each file is replaced atomically, and a run still training is an
+    ``incomplete`` row). ``study`` must be the one ``out`` was swept with (its ``study.json``), so
+    that the rows are that sweep's; UDR is computed where it is due, as at a sweep's end."""
     from . import results
+    from .study import load_sweep_study
 
     root = Path(out)
     if not (root / "study.toml").is_file():
         raise UserError(f"{root} is not a sweep folder (no study.toml): run `untwine sweep STUDY.toml --out {root}` first")
+    if study_dict(load_sweep_study(root)) != study_dict(study):
+        raise UserError(f"{root} was swept with another study than this one (its study.json differs): pass the "
+                        "study file and the --set values it was swept with")
     rows = results.collect(study, root, compute_udr=compute_udr)
     results.write_results(rows, root / "results.csv")
     results.write_timings(study, root, root / "timings.csv")

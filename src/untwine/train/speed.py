@@ -13,7 +13,6 @@ this machine is decided here too (:func:`resolve_precision`, measured on CPUs).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -141,12 +140,12 @@ def cpu_bf16_pays(threads: int) -> bool:
 
 
 def _read_cache(path: Path) -> dict:
-    try:
-        table = json.loads(path.read_text())
-        ok = isinstance(table, dict) and all(isinstance(v, dict) and "bf16_speedup" in v for v in table.values())
-        return table if ok else {}
-    except (OSError, ValueError):  # missing or damaged: measure again and rewrite it
-        return {}
+    """The measurements cached in ``path``; ``{}`` when missing or damaged (measure again and rewrite it)."""
+    from .files import peek_json
+
+    table = peek_json(path) or {}
+    ok = all(isinstance(v, dict) and "bf16_speedup" in v for v in table.values())
+    return table if ok else {}
 
 
 def cpu_model() -> str:

@@ -42,6 +42,7 @@ __all__ = ["INSTALL", "TB_DIR", "MissingExtraError", "TensorBoardLog", "keep_thr
 
 TB_DIR = "tb"
 _EVENTS = "events.out.tfevents."  # TensorBoard reads the files whose names contain "tfevents"
+_REWRITE = ".keep-through"  # a rewritten event file before it replaces the old one
 
 
 class TensorBoardLog:
@@ -98,8 +99,8 @@ def keep_through(tb_dir: str | os.PathLike, step: int | None) -> None:
     d = Path(tb_dir)
     if not d.is_dir():
         return
-    for leftover in d.glob(_EVENTS + "*.partial"):  # what a kill during a rewrite left
-        leftover.unlink()
+    for leftover in (d / _REWRITE, d / (_REWRITE + ".partial")):  # what a kill during a rewrite left
+        leftover.unlink(missing_ok=True)
     from tensorboard.compat.proto.event_pb2 import Event
 
     for path in sorted(p for p in d.iterdir() if p.name.startswith(_EVENTS)):
@@ -117,7 +118,8 @@ def keep_through(tb_dir: str | os.PathLike, step: int | None) -> None:
                 kept.append(framed)
         if len(kept) == len(records) and sum(map(len, kept)) == path.stat().st_size:
             continue
-        files.write_bytes(path, b"".join(kept))
+        # atomic, under a name TensorBoard does not read ("tfevents" is what it looks for)
+        os.replace(files.write_bytes(d / _REWRITE, b"".join(kept)), path)
 
 
 def _records(buf: bytes) -> Iterator[tuple[bytes, bytes]]:
