@@ -171,6 +171,8 @@ def test_sweep_status_line_in_a_log_file_reads_the_running_runs_checkpoints(tmp_
     (tmp_path / "a" / "checkpoint" / "manifest.json").write_text(json.dumps({"format": 1, "step": 6_000}))
     assert view.status_line() == ("sweep: 0/2 runs done (0 failed), 0:01:40 elapsed; running a at step 6,000/10,000; "
                                   "14,000 steps left, ETA 0:23:20")
+    now[0] = 160.0  # no new checkpoint yet: the ETA counts down from the last one's, it does not climb
+    assert view.status_line().endswith("running a at step 6,000/10,000; 14,000 steps left, ETA 0:22:20")
     now[0] = 500.0
     view.done(RunOutcome("a", "finished", wall_s=500.0))
     view.start(pending[1])

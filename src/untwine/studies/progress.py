@@ -10,7 +10,7 @@ Where the output is not a terminal (``nohup ... > log``, a scheduler's log file)
 drawn, so a line a minute says where the sweep is: runs done, each running run's step (from its
 newest checkpoint, where this process can read it: with Ray on machines that do not share the run
 folders, a running run shows step 0 until it finishes), the steps left and an ETA from the steps
-trained so far in this call."""
+trained so far in this call, counting down between checkpoints."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ class ProgressView:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()  # start/done (the backend's thread) against the status line's snapshot
+        self._seen: tuple[int, float] = (0, self.t0)  # the status lines' steps trained so far, and when they last grew
 
     def __enter__(self) -> "ProgressView":
         if not self.enabled:
@@ -117,20 +118,26 @@ class ProgressView:
     def status_line(self) -> str:
         """Where the sweep is, in one line: runs done of those to run, each running run's step
         (its newest checkpoint's), steps left and the ETA at the pace of this call's steps so far
-        (``-:--:--`` until a checkpoint or a finished run shows some)."""
+        (``-:--:--`` until a checkpoint or a finished run shows some). The pace is measured up to
+        when a line last saw the steps grow, and the ETA counts down from there, so it does not
+        climb between two checkpoints."""
         with self._lock:  # one consistent snapshot: done() may pop a run meanwhile
             now, work, running, trained = self.clock(), dict(self.work), list(self.running), self.trained
             done, failed = self.finished + self.failed, self.failed
         # only running runs have moved since the start; a pending run still has all its work left
         left = work | {n: steps_left(self.specs[n]) for n in running if n in work and n in self.specs}
         trained += sum(work[n] - left[n] for n in running if n in left)
-        rate = trained / (now - self.t0) if trained > 0 and now > self.t0 else None
+        if trained > self._seen[0]:  # checkpoints move in steps: the pace is that of the last move
+            self._seen = (trained, now)
+        seen, moved_at = self._seen
+        rate = seen / (moved_at - self.t0) if seen > 0 and moved_at > self.t0 else None
         steps_now = sum(left.values())
+        eta = None if rate is None else max(steps_now / rate - (now - moved_at), 0.0)
         shown = [f"{n} at step {self.steps[n] - left[n]:,}/{self.steps[n]:,}" for n in running if n in left]
         return (f"sweep: {done}/{self.total - self.skipped} runs done ({failed} failed), "
                 f"{clock_text(now - self.t0)} elapsed; "
                 + (f"running {', '.join(shown)}; " if shown else "")
-                + f"{steps_now:,} steps left, ETA {'-:--:--' if rate is None else clock_text(steps_now / rate)}")
+                + f"{steps_now:,} steps left, ETA {'-:--:--' if eta is None else clock_text(eta)}")
 
     def eta(self) -> float | None:
         """Seconds left by the estimate made when the last run finished, counted down since;
