@@ -83,8 +83,9 @@ def collect_only(study: Any, args: argparse.Namespace) -> int:
     """``untwine sweep --collect``: results.csv + timings.csv from the run folders, no training."""
     from collections import Counter
 
-    from ..studies.sweep import collect_sweep
+    from ..studies.sweep import check_swept_with, collect_sweep
 
+    check_swept_with(study, args.out)
     rows = collect_sweep(study, args.out)
     counts = Counter(str(r["status"]) for r in rows)
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))

@@ -170,11 +170,21 @@ def sweep(
 def collect_sweep(study: Study, out: str | os.PathLike, compute_udr: bool = True) -> list[dict[str, Any]]:
     """Write ``out/results.csv`` and ``out/timings.csv`` from the run folders as they are now and
     return the rows; trains nothing. The one writer of both files: :func:`sweep` calls it at its
-    end (after writing ``study.json``), ``untwine sweep --collect`` alone (safe while another sweep
+    end, ``untwine sweep --collect`` alone (after :func:`check_swept_with`; safe while another sweep
     trains in ``out``: each file is replaced atomically, and a run still training is an
-    ``incomplete`` row). ``study`` must be the one ``out`` was swept with (its ``study.json``), so
-    that the rows are that sweep's; UDR is computed where it is due, as at a sweep's end."""
+    ``incomplete`` row). UDR is computed where it is due, as at a sweep's end."""
     from . import results
+
+    root = Path(out)
+    rows = results.collect(study, root, compute_udr=compute_udr)
+    results.write_results(rows, root / "results.csv")
+    results.write_timings(study, root, root / "timings.csv")
+    return rows
+
+
+def check_swept_with(study: Study, out: str | os.PathLike) -> None:
+    """Raise :class:`UserError` unless ``out`` is a sweep folder swept with ``study`` (its
+    ``study.json``): what ``untwine sweep --collect`` needs, so that its rows are that sweep's."""
     from .study import load_sweep_study
 
     root = Path(out)
@@ -183,10 +193,6 @@ def collect_sweep(study: Study, out: str | os.PathLike, compute_udr: bool = True
     if study_dict(load_sweep_study(root)) != study_dict(study):
         raise UserError(f"{root} was swept with another study than this one (its study.json differs): pass the "
                         "study file and the --set values it was swept with")
-    rows = results.collect(study, root, compute_udr=compute_udr)
-    results.write_results(rows, root / "results.csv")
-    results.write_timings(study, root, root / "timings.csv")
-    return rows
 
 
 def study_dict(study: Study) -> dict[str, Any]:
@@ -223,5 +229,5 @@ Executor = Callable[[RunSpec], RunOutcome]
 __all__ = [  # the execution names are re-exported for callers of the one-module era
     "FAILED", "Executor", "RunOutcome", "RunSpec", "SweepResult", "Unit", "default_jobs", "execute_pack",
     "execute_run", "execute_unit", "finish_run", "is_finished", "plan_units", "random_baseline",
-    "record_failure", "specs_for", "study_dict", "sweep", "unit_specs", "write_json", "collect_sweep",
+    "record_failure", "specs_for", "study_dict", "sweep", "unit_specs", "write_json", "collect_sweep", "check_swept_with",
 ]
