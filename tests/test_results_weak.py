@@ -261,9 +261,15 @@ def test_recipe_beta4_is_set_beside_the_demo_recipe_on_its_own_seeds(rt, weak_ro
                                              11: {"mig": "0.290", "wall": 1200.0, "steps": 16000}})
     (weak / "beta4_16.csv").write_text(per_factor({("bf16", 10): "0.330", ("bf16", 11): "0.290"}))
     assert rt.TABLES["weak/beta4_16"]().startswith("2 of 10 planned draws ran; 1 reach MIG >= 0.3; median 0.310")
+    assert "seeds 10-14:" not in rt.TABLES["weak/side-by-side"]()  # the demo's draws: no row before they are committed
     write_sweep(weak / "demo16_s10" / "bf16", {10: {"mig": "0.200", "wall": 1100.0, "steps": 16000}})
     text = rt.TABLES["weak/same-steps-beta4"]()
     assert "| every draw both ran: bf16 seed 10 | 1 | 0.330 | 1 of 1 | 0.200 | 0 of 1 | 1 of 1 |" in text
+    lines = rt.TABLES["weak/side-by-side"]().splitlines()
+    demo8 = next(i for i, line in enumerate(lines) if line.startswith("| beta-TCVAE demo recipe: "))
+    assert lines[demo8 + 1].startswith(  # the demo recipe at B4's length, on its seeds, right after its 8,000-step row
+        "| beta-TCVAE demo recipe at 16,000 steps, seeds 10-14: beta-tcvae (beta 20, gamma 0), lr 0.001, 16,000 steps "
+        "x 64 images | 1 of 10 planned | 0 of 1 | 0.200 | 0.200 |")
 
 
 def test_screen2_sets_beta_4_beside_the_fresh_beta_1_draw_of_the_same_seed(rt, weak_root):

@@ -30,8 +30,9 @@ The package (scripts/results/; scripts/results_tables.py is the command):
     paper_mnist_cpu.py      docs/results/paper_mnist_cpu
     precision_check.py      docs/results/precision_check
     pretrained_training.py  docs/results/pretrained_training
-    weak.py                 docs/results/weak: its recipes (``RECIPES``), their draws, side by side
-    weak_lengths.py         docs/results/weak: the draws continued to 16,000 steps (draws16, lengths)
+    weak.py                 docs/results/weak: its recipes (``RECIPES``), their draws
+    weak_lengths.py         docs/results/weak: the 16,000-step recipes, recipe B4, the demo recipe at their length
+    weak_side.py            docs/results/weak: every recipe beside the unsupervised recipes and the shipped models
     factor_vae_long.py      docs/results/factor_vae_long
 
 A new results folder's tables are one new module here, named after the folder, whose tables
@@ -43,7 +44,7 @@ order there is ``--list``'s), plus the markers in the folder's markdown. Nothing
 
 from . import core
 from . import (demo_recipe, zoo, seeds_slides, factor_vae_fix, paper_mnist_cpu, precision_check,  # noqa: F401
-               pretrained_training, weak, weak_lengths, factor_vae_long)
+               pretrained_training, weak, weak_lengths, weak_side, factor_vae_long)
 from .core import TABLES, main
 
 __all__ = ["TABLES", "core", "main"]

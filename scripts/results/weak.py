@@ -1,6 +1,6 @@
 """docs/results/weak: the Ada-GVAE recipes' evaluation draws (issue 30), every draw their study
-files plan (a planned draw without a finished run folder is listed as not run), and the recipes
-beside the unsupervised recipes and the shipped models, each from its own committed data.
+files plan (a planned draw without a finished run folder is listed as not run), and their median
+against the beta-TCVAE demo recipe's on the same draws; the side-by-side table is weak_side.py's.
 
 The recipes are stated once, in ``RECIPES``: the 8,000-step recipe (``draws_*.toml``, ``sweeps/``,
 ``draws.csv``) and the same draws continued to 16,000 steps (``draws16_*.toml``, ``sweeps16/``,
@@ -17,13 +17,12 @@ say that no draws are committed yet."""
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .core import (FACTORS, MBF, SHIPPED_DIR, TABLES, Table, csv_rows, draw_list, factor_columns, key, markdown_table,
+from .core import (FACTORS, MBF, TABLES, Table, csv_rows, draw_list, factor_columns, key, markdown_table,
                    num, read_csv, read_json, read_toml, register, results_path, span, thousands)
 from .demo_recipe import DEMO, gamma0_draws
 
@@ -34,8 +33,6 @@ NONE_YET = "no draws committed yet"
 PAIR_MODELS = {"ada-gvae", "ada-ml-vae", "gvae", "ml-vae"}  # a step's batch is pairs: two images each
 HIDDEN_HPARAMS = {"stratified", "dlib_pairs"}  # switches at their defaults, not the recipe's settings
 # CPUs the folders' READMEs state (their "Machine" lines; the run folders there do not record one)
-ZOO_CPU = ("zoo/README.md",
-           "Intel Xeon with AMX and AVX512-BF16 (`Intel(R) Xeon(R) Processor`, family 6 model 167)")
 DEMO_CPU = (f"{DEMO}/README.md",
             "Intel Xeon **with AMX** and AVX512-BF16 (`Intel(R) Xeon(R) Processor`, family 6 model 167)")
 
@@ -307,7 +304,7 @@ def draws() -> str:
     return draws_table(R8)
 
 
-# ------------------------------------------------------------------------------- side by side
+# ------------------------------------------------------------------------------- the demo recipe's draws, and the same draws compared
 def demo_draws() -> list[dict]:
     """The beta-TCVAE demo recipe's gamma-0 draws (demo_recipe.gamma0_draws: evaluation and screen
     told apart), with DCI (if the sweep's results.csv has it), minutes and config from its sweep."""
@@ -322,119 +319,6 @@ def demo_draws() -> list[dict]:
                         summary=read_json(f"{sweep}/{run}/summary.json")))
     return out
 
-
-def zoo_beta_vae() -> dict:
-    """beta-VAE beta 32, 24,000 steps: the replication sweeps' draws (the sweep's MIG; per factor
-    from replication_mig.csv, mig_by_factor.py as recipe_draws.py computes it)."""
-    mbf = {r["run"]: r for r in read_csv("zoo/replication/replication_mig.csv")}
-    rows, sums = [], []
-    for prec in ("bf16", "fp32"):
-        sweep = f"zoo/replication/{prec}"
-        t = {r["run"]: r for r in read_csv(f"{sweep}/timings.csv")}
-        for r in read_csv(f"{sweep}/results.csv"):
-            rows.append(dict(mbf[f"{prec}/{r['run']}"], mig=r["mig"], dci=r.get("dci_disentanglement", ""),
-                             minutes=minutes(t[r["run"]]["train_wall_s"])))
-            cfg = read_json(f"{sweep}/{r['run']}/config.json")
-            sums.append(read_json(f"{sweep}/{r['run']}/summary.json"))
-    return {"label": f"beta-VAE zoo recipe: {recipe_label(cfg)}", "rows": rows,
-            "cpu": recorded_cpu(sums, stated=ZOO_CPU),
-            "from": "`zoo/replication/`: the sweeps' `results.csv` (MIG), `timings.csv`; per factor "
-                    "`replication_mig.csv` (`mig_by_factor.py`); bf16 seed 0 (the shipped run, not run by the "
-                    "sweeps, scored at 24,000 steps by `mig_by_factor.py` only) not counted"}
-
-
-def zoo_factor_vae() -> dict:
-    """FactorVAE with KL weight 16, gamma 10, 24,000 steps: replication_mig.csv's five draws
-    (untwine evaluate: MIG and per factor; wall time), DCI where a sweep's results.csv has it."""
-    base = "zoo/factor_vae_replication"
-    dci, sums, cfg = {}, [], None
-    for prec in ("bf16", "fp32"):
-        for r in read_csv(f"{base}/{prec}/results.csv"):
-            dci[(prec, r["seed"])] = r.get("dci_disentanglement", "")
-            cfg = read_json(f"{base}/{prec}/{r['run']}/config.json")
-            sums.append(read_json(f"{base}/{prec}/{r['run']}/summary.json"))
-    rows = [dict(r, dci=dci.get((r["precision"], r["seed"]), ""), minutes=minutes(r["wall_time_s"]))
-            for r in read_csv(f"{base}/replication_mig.csv")]
-    if {int(r["steps"]) for r in rows} != {int(cfg["steps"])}:
-        raise SystemExit(f"docs/results/{base}/replication_mig.csv: draws of another length than the sweeps'")
-    return {"label": f"FactorVAE-with-KL-16 zoo recipe: {recipe_label(cfg)}", "rows": rows,
-            "cpu": recorded_cpu(sums, stated=ZOO_CPU),
-            "from": "`zoo/factor_vae_replication/replication_mig.csv` (`untwine evaluate`: MIG, per factor, wall "
-                    "time; bf16 seed 0 is the screen's run, resumed); DCI from the sweeps' `results.csv`"}
-
-
-def shipped_cpu(name: str) -> dict:
-    """The CPU the shipped model's COMMAND.txt says it was trained on (its first line)."""
-    path = SHIPPED_DIR / name / "COMMAND.txt"
-    line = " ".join(l.lstrip("# ") for l in path.read_text().splitlines()[:2]) if path.is_file() else ""
-    k = cpu_key(line)
-    if k is None:
-        return {"label": "not recorded", "keys": {None}}
-    label = ("Intel Xeon" if k[0] == "Intel" else k[0]) + f", family {k[1]} model {k[2]}" + \
-        (", AMX" if has_amx(line) else "")
-    return {"label": f"{label} (its `COMMAND.txt`)", "keys": {k}}
-
-
-def shipped() -> list[dict]:
-    out = []
-    for d in sorted(SHIPPED_DIR.iterdir()):
-        if not (d / "metrics.json").is_file():
-            continue
-        m, s = (json.loads((d / f).read_text()) for f in ("metrics.json", "summary.json"))
-        per = m.get("per_factor", {}).get("mig", [""] * len(FACTORS))
-        row = {"mig": m["mig"], "dci": m.get("dci_disentanglement", ""), **dict(zip(FACTORS, per)),
-               "minutes": minutes(s.get("wall_time_s"))}
-        out.append({"label": f"shipped `{d.name}`: {recipe_label(s['config'] | {'steps': s['steps']})}",
-                    "rows": [row], "cpu": recorded_cpu([s]) if s.get("cpu") else shipped_cpu(d.name),
-                    "from": "its `metrics.json` (`untwine evaluate`), `summary.json` (steps, wall time)"})
-    return out
-
-
-def weak_recipe(recipe: Recipe, rows: list[dict]) -> dict:
-    ran = [r for r in rows if r["ran"]]
-    sums = [r["summary"] for r in ran]
-    source = (f"the sweeps' `results.csv` (MIG, DCI), `timings.csv`; per factor `{recipe.draws_csv}` "
-              "(`recipe_draws.py`)")
-    if recipe.continues is not None:
-        source = (f"`{WEAK}/{recipe.sweeps}/`: " + source.replace("`timings.csv`", "`timings.csv` (the whole run's "
-                  "minutes)") + f"; the `{WEAK}/{recipe.continues.sweeps}/` draws continued")
-    return {"label": f"{recipe.name}: {recipe_label(weak_config(recipe))}", "rows": ran, "planned": len(rows),
-            "committed": committed(recipe),
-            "cpu": recorded_cpu(sums, machine=recipe.machine) if ran else {"label": "-", "keys": {None}},
-            "from": source if committed(recipe) else f"`{WEAK}/{recipe.sweeps}/`: {NONE_YET}"}
-
-
-def demo_recipe(rows: list[dict]) -> dict:
-    ev = [r for r in rows if r["role"] == "evaluation"]
-    sc = [r for r in rows if r["role"] == "screen"]
-    studies = ", ".join(f"`{s}`" for s in sorted({r["study"] for r in ev}))
-    screens = ", ".join(f"`{s}`" for s in sorted({r["study"] for r in sc}))
-    return {"label": f"beta-TCVAE demo recipe: {recipe_label(ev[0]['config'])}", "rows": ev,
-            "cpu": recorded_cpu([r["summary"] for r in ev], stated=DEMO_CPU),
-            "from": f"`{DEMO}/gamma0/draws.csv` (`recipe_draws.py`) and its sweeps' `results.csv`, `timings.csv`: "
-                    f"the evaluation draws ({studies}); the screen's "
-                    f"({draw_list([(r['precision'], r['seed']) for r in sc])}, {screens}) not counted"}
-
-
-@register(f"{WEAK}/side-by-side")
-def side_by_side() -> str:
-    ours = [weak_recipe(r, weak_draws(r)) for r in RECIPES if planned(r)]
-    recipes = [*ours, demo_recipe(demo_draws()), zoo_beta_vae(), zoo_factor_vae(), *shipped()]
-    body = []
-    for rc in recipes:
-        rows = rc["rows"]
-        n = str(len(rows)) + (f" of {rc['planned']} planned" if rc.get("planned", len(rows)) != len(rows) else "")
-        if not rows:
-            none = NONE_YET if not rc.get("committed", True) else "none finished"
-            body.append([rc["label"], f"{n} ({none})", *["-"] * (5 + len(FACTORS)), rc["cpu"]["label"], rc["from"]])
-            continue
-        migs = [r["mig"] for r in rows]
-        body.append([rc["label"], n, f"{hits(migs)} of {len(rows)}", med(migs), span(migs),
-                     med([r.get("dci", "") for r in rows]), *[med([r.get(f, "") for r in rows]) for f in FACTORS],
-                     med([r["minutes"] for r in rows], 1), rc["cpu"]["label"], rc["from"]])
-    return markdown_table(["recipe (model and hyperparameters, steps x images per step)", "draws",
-                           f"draws with MIG >= {BAR}", "median MIG", "MIG min-max", "median DCI disentanglement",
-                           *[f"median MIG {f}" for f in FACTORS], "median minutes per draw", "CPU", "from"], body)
 
 
 def same_seeds_table(recipe: Recipe, caveat: Callable[[Recipe, list[dict]], str] = lambda r, d: "",
