@@ -31,7 +31,9 @@ def gaussian_tc(codes: np.ndarray) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--n", type=int, default=10_000)
+    from untwine.metrics import registry
+
+    ap.add_argument("--n", type=int, default=registry.get("mig").sizes["num_train"], help="images (default: MIG's)")
     ap.add_argument("--active", type=float, default=0.05)
     a = ap.parse_args()
 
@@ -60,7 +62,7 @@ def main() -> int:
         print(f"  latent mean variances: {np.round(np.sort(var)[::-1], 3)}; active: {len(act)}")
         line = f"  Gaussian TC of the mean codes: all latents {gaussian_tc(c):.3f} nats"
         if len(act) >= 2:
-            b = histogram_discretize(c[:, act], 20)
+            b = histogram_discretize(c[:, act])  # MIG's bins
             h = discrete_entropy(b)
             nmi = discrete_mutual_info(b, b) / np.sqrt(np.outer(h, h))
             off = nmi[~np.eye(len(act), dtype=bool)]

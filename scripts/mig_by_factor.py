@@ -21,7 +21,9 @@ import numpy as np
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--n", type=int, default=10_000)
+    from untwine.metrics import registry
+
+    ap.add_argument("--n", type=int, default=registry.get("mig").sizes["num_train"], help="images (default: MIG's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv", default=None)
     a = ap.parse_args()

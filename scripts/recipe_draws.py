@@ -49,7 +49,7 @@ def max_pair_nmi(codes: np.ndarray, active: float = 0.05) -> float:
     act = np.where(codes.var(0) > active)[0]
     if len(act) < 2:
         return float("nan")
-    b = histogram_discretize(codes[:, act], 20)
+    b = histogram_discretize(codes[:, act])  # MIG's bins
     h = discrete_entropy(b)
     nmi = discrete_mutual_info(b, b) / np.sqrt(np.outer(h, h))
     return float(nmi[~np.eye(len(act), dtype=bool)].max())
@@ -108,8 +108,11 @@ def main() -> int:
     ap.add_argument("sweeps", nargs="+", type=Path)
     ap.add_argument("--csv", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
-    ap.add_argument("--threshold", type=float, default=0.2)
-    ap.add_argument("--n", type=int, default=10_000)
+    from untwine.metrics import registry
+    from untwine.report.shipped import DISENTANGLED_MIG
+
+    ap.add_argument("--threshold", type=float, default=DISENTANGLED_MIG, help="MIG bar (default: the report's)")
+    ap.add_argument("--n", type=int, default=registry.get("mig").sizes["num_train"], help="images (default: MIG's)")
     a = ap.parse_args()
     cache: dict = {}
     rows = [draw_row(d, a.n, cache) for s in a.sweeps for d in run_folders(s)]

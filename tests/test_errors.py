@@ -23,6 +23,14 @@ def test_user_errors_are_value_errors_and_their_built_in_kind():
         assert issubclass(cls, UserError), cls
 
 
+def test_check_choice_returns_the_value_or_names_every_choice():
+    assert errors.check_choice("ray", ("local", "ray"), "sweep backend") == "ray"
+    with pytest.raises(UserError, match=r"^unknown sweep backend 'slurm'; choose one of local, ray$"):
+        errors.check_choice("slurm", ("local", "ray"), "sweep backend")
+    with pytest.raises(StudyError, match=r"^s.toml: unknown eval.dci_backend 3; choose one of exact, fast$"):
+        errors.check_choice(3, ["exact", "fast"], "eval.dci_backend", StudyError, "s.toml")
+
+
 def test_a_user_error_is_one_line(tmp_path, capsys):
     nope = tmp_path / "nope.toml"
     assert main(["sweep", str(nope), "--out", str(tmp_path / "s")]) == 2

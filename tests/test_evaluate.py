@@ -63,6 +63,12 @@ def test_cli_missing_run_dir(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_unknown_dci_backend(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--dci-backend", "xgb"]) == 2
+    assert capsys.readouterr().err == ("untwine evaluate: error: unknown --dci-backend 'xgb'; choose one of exact, "
+                                       "sklearn, fast\n")
+
+
 def test_cli_bad_sizes(tmp_path, capsys):
     from untwine.cli.evaluate import _parse_sizes
     from untwine.cli import UserError

@@ -77,7 +77,7 @@ def test_the_cli_help_and_study_files_come_from_the_registry(capsys):
     assert "--dci-backend{" + ",".join(registry.BACKENDS) + "}" in text
     study = '[study]\nname = "t"\ndatasets = ["dsprites"]\n[eval]\nmetrics = [%s]\n[[models]]\nname = "vae"\n'
     assert parse_study(study % ", ".join(f'"{n}"' for n in BUILT_IN)).metrics == BUILT_IN
-    with pytest.raises(StudyError, match=r"eval\.dci_backend must be one of 'exact', 'sklearn', 'fast'"):
+    with pytest.raises(StudyError, match=r": unknown eval\.dci_backend 'xgb'; choose one of exact, sklearn, fast$"):
         parse_study((study % '"dci"').replace("[eval]\n", '[eval]\ndci_backend = "xgb"\n'))
 
 

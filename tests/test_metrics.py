@@ -153,7 +153,7 @@ def test_dci_fast_backend_agrees_on_perfect_code():
     p = arrays("perfect", 300, 150, (3, 4, 5))
     r = um.dci(*p, backend="fast")
     assert r["disentanglement"] > 0.8 and r["importance"][3:].sum() < 0.1
-    with pytest.raises(ValueError, match="unknown DCI backend 'slow'"):
+    with pytest.raises(ValueError, match="unknown DCI backend 'slow'; choose one of exact, sklearn, fast"):
         um.dci(*p, backend="slow")
 
 

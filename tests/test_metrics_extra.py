@@ -217,7 +217,7 @@ def test_downstream_constant_factor_and_bad_inputs():
         um.downstream_task(ctr, ftr, cte, fte, train_sizes=(10, 500))
     with pytest.raises(ValueError, match="unknown predictor 'svm'; choose one of lr, gbt"):
         um.downstream_task(ctr, ftr, cte, fte, predictor="svm")
-    with pytest.raises(ValueError, match="unknown GBT backend 'xgb'"):
+    with pytest.raises(ValueError, match="unknown GBT backend 'xgb'; choose one of exact, sklearn, fast"):
         um.downstream_task(ctr, ftr, cte, fte, predictor="gbt", backend="xgb")
     with pytest.raises(ValueError, match=r"needs >= 5 training points \(5-fold CV\), got 4"):
         um.downstream_task(ctr, ftr, cte, fte, train_sizes=(4,), predictor="lr")

@@ -378,7 +378,7 @@ def test_unpackable_configs_are_refused(tmp_path, kw, match):
 
 
 def test_unknown_backend(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; choose one of auto, vmap, loop"):
+    with pytest.raises(ValueError, match=r"unknown packed backend 'gpu'; choose one of auto, vmap, loop"):
         train_packed([cfg(tmp_path / "a")], progress=False, backend="gpu")
 
 

@@ -183,7 +183,7 @@ def test_evaluation_failure_is_recorded(tmp_path, toy, fake, monkeypatch):
 
 
 def test_unknown_backend(tmp_path, toy):
-    with pytest.raises(ValueError, match="unknown backend 'slurm'; choose one of local, ray"):
+    with pytest.raises(ValueError, match="unknown sweep backend 'slurm'; choose one of local, ray"):
         sweep(parse_study(TOY), tmp_path, backend="slurm", progress=False)
 
 

@@ -428,7 +428,7 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
     with pytest.raises(StudyError,
                        match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
         parse_study(STUDY.replace('seed = 5\n', 'seed = 5\nudr_reference = ["nope"]\n'))
-    with pytest.raises(StudyError, match=r"report.keep must be one of 'udr_lasso', 'udr_spearman', got 'mig'"):
+    with pytest.raises(StudyError, match=r": unknown report.keep 'mig'; choose one of udr_lasso, udr_spearman$"):
         parse_study(STUDY.replace("figures = false\n", 'figures = false\nkeep = "mig"\n'))
 
 

@@ -15,6 +15,7 @@ subclasses are also the built-in error of their kind (``FileNotFoundError``, ``K
 from __future__ import annotations
 
 import errno
+from typing import Iterable
 
 
 class UserError(ValueError):
@@ -40,6 +41,21 @@ class DiskFullError(UserError):
     """The disk filled up while writing a file; the message says what is intact."""
 
     errno = errno.ENOSPC
+
+
+def choice_message(value: object, choices: Iterable[object], label: str) -> str:
+    """The one wording of an unknown name among fixed choices: ``unknown LABEL 'X'; choose one of A, B, C``."""
+    return f"unknown {label} {value!r}; choose one of {', '.join(map(str, choices))}"
+
+
+def check_choice(value: object, choices: Iterable[object], label: str, error: type[UserError] = UserError,
+                 where: str = "") -> object:
+    """``value`` if it is one of ``choices``; else ``error`` (a :class:`UserError` or a subclass) with
+    :func:`choice_message`'s text, after ``WHERE: `` when given (a study file, a data set)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise error((f"{where}: " if where else "") + choice_message(value, choices, label))
+    return value
 
 
 def is_disk_full(e: BaseException) -> bool:

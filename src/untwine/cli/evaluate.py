@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import UserError
+from ..errors import check_choice
 
 
 def _parse_sizes(text: str | None) -> dict[str, Any]:
@@ -34,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dci_backend is None:
         args.dci_backend = registry.DEFAULT_BACKEND
-    if args.dci_backend not in registry.BACKENDS:
-        raise UserError(f"--dci-backend must be one of {', '.join(registry.BACKENDS)}, got {args.dci_backend!r}")
+    check_choice(args.dci_backend, registry.BACKENDS, "--dci-backend")
     names = None if args.metrics is None else [registry.normalise(m) for m in args.metrics.split(",") if m.strip()]
     udr = names is not None and "udr" in names
     suite = None if names is None else [m for m in names if m != "udr"]
@@ -59,6 +59,8 @@ def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
     """UDR of the runs -> one JSON (default: udr.json in their common folder) and a table."""
     import os
 
+    from ..metrics.udr import SCORE_KEYS
+    from ..report.tables import COLUMN_LABELS
     from ..studies.udr import write_udr
     from ..train.files import peek_json
 
@@ -73,9 +75,9 @@ def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
         print(f"{str(d):{width}s}  {res['udr_lasso'][i]:9.4f}  {res['udr_spearman'][i]:12.4f}  "
               f"{res['num_active'][i]:6d}  {mig}")
     picks = []
-    for v in ("lasso", "spearman"):
-        top = [d for d, s in zip(dirs, res[f"udr_{v}"]) if s == max(res[f"udr_{v}"])]
-        picks.append(f"{top[0] if len(top) == 1 else 'none (a tie)'} ({'lasso' if v == 'lasso' else 'Spearman'})")
+    for key in SCORE_KEYS:
+        top = [d for d, s in zip(dirs, res[key]) if s == max(res[key])]
+        picks.append(f"{top[0] if len(top) == 1 else 'none (a tie)'} ({COLUMN_LABELS[key].removeprefix('UDR ')})")
     print(f"UDR's pick: {', '.join(picks)}")
     print(f"wrote {out}")
 

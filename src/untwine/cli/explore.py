@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import pretrained
     from ..data import load
     from ..explore import Explorer
+    from ..explore.core import MIG_SAMPLES
     from ..train import load_run
 
     run_dir = resolve(args.target)
@@ -47,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     r = load_run(run_dir)
     cfg = r.config
     data = load(cfg.dataset, cfg.source, cfg.data_root)
-    print(f"encoding {args.samples} {cfg.dataset} images for the latent x factor mutual information...", flush=True)
-    server = Server(Explorer(r, data, samples=args.samples, seed=args.seed), sock=sock, host=args.host)
+    samples = MIG_SAMPLES if args.samples is None else args.samples
+    print(f"encoding {samples} {cfg.dataset} images for the latent x factor mutual information...", flush=True)
+    server = Server(Explorer(r, data, samples=samples, seed=args.seed), sock=sock, host=args.host)
     print(f"untwine explore: serving {r.dir} on {server.url} (Ctrl-C to stop)", flush=True)
     if caveat := pretrained.caveat(r.dir):
         print(f"note: {caveat}", flush=True)
@@ -76,6 +78,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the model (default 1: steadiest on a busy CPU; 0: torch's default)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    p.add_argument("--samples", type=int, default=10_000, help="images encoded for the MI matrix (default 10000, as MIG)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="images encoded for the MI matrix (default: MIG's sample size)")
     p.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
     p.set_defaults(func=run)

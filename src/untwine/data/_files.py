@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import MissingFileError, UserError
+from ..errors import MissingFileError, UserError, check_choice
 from .cache import build_lock, building, cache_dir, load_npy, open_npy
 
 
@@ -167,3 +167,14 @@ def reading(path: Path, fix: str) -> Iterator[None]:
         if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise UserError(f"{path}: damaged or not the expected format ({type(e).__name__}: {e}). {fix}") from e
+
+
+def pick_source(name: str, source: str | None, sources: Sequence[str],
+                present: Callable[[str, Path | None], bool], root: Path | None) -> str:
+    """The source a loader reads: ``source`` itself if it is one of ``sources`` (else a
+    :class:`UserError` naming them, after ``NAME:``), or for ``None`` the first of ``sources`` that
+    ``present(s, root)`` finds (their order puts official files before offline fallbacks)."""
+    if source is None:
+        return next(s for s in sources if present(s, root))
+    check_choice(source, sources, "source", where=name)
+    return source

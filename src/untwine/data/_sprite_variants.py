@@ -178,15 +178,6 @@ class SpriteVariant(GroundTruthData):
         return to_float(torch.from_numpy(self.compose(self.sprites(rows), draws)))
 
 
-def resolve_source(source: str | None, root: Path | None) -> str:
-    """``None`` -> ``"official"`` if the official dSprites file is present, else ``"procedural"``."""
-    if source is None:
-        return "official" if dsprites.find_official(root) is not None else "procedural"
-    if source not in dsprites.SOURCES:
-        raise UserError(f"unknown source {source!r}; choose one of {', '.join(dsprites.SOURCES)}")
-    return source
-
-
 def packed_sprites(
     source: str, root: Path | None = None, sizes: Sequence[int] = dsprites.FACTOR_SIZES, *, progress: bool = True
 ) -> tuple[np.ndarray, dict[str, str]]:
@@ -206,11 +197,7 @@ def packed_sprites(
     return bits, dict(getattr(data, "files", {}))
 
 
-def sprites_present(source: str, root: Path | None) -> bool:
-    """Whether dSprites' ``source`` can be loaded offline now."""
-    if source == "official":
-        return dsprites.find_official(root) is not None
-    return source == "procedural"
+sprites_present = dsprites.present  # a variant's sources are dSprites'
 
 
 def load_variant(cls: type[SpriteVariant], name: str, source: str | None, root: str | Path | None,
@@ -218,7 +205,7 @@ def load_variant(cls: type[SpriteVariant], name: str, source: str | None, root: 
     """``cls(name, sprites, sizes, source, *args)`` on dSprites' ``source`` (``None``: the official
     file if present, else procedural); ``data.files`` lists the files used."""
     rootp = Path(root).expanduser() if root is not None else None
-    source = resolve_source(source, rootp)
+    source = _files.pick_source(name, source, dsprites.SOURCES, dsprites.present, rootp)
     bits, files = packed_sprites(source, rootp, sizes, progress=progress)
     data = cls(name, bits, sizes, source, *args)
     data.files = files

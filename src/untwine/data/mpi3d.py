@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from . import _files
 from .cache import load_npy
 from .protocol import GroundTruthData
@@ -125,8 +125,7 @@ def load_official(
             layout, e.g. in tests); their product must equal ``N``.
         force: rebuild the cache even if it exists.
     """
-    if variant not in VARIANTS:
-        raise UserError(f"mpi3d: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    check_choice(variant, VARIANTS, "variant", where="mpi3d")
     rootp = Path(root).expanduser() if root is not None else None
     cache = cache_file(variant)
     src = _files.find(FILES[variant], rootp, "mpi3d")
@@ -372,8 +371,7 @@ def _present(source: str, root: Path | None) -> bool:
 
 def load(source: str | None = None, root: Path | None = None) -> GroundTruthData:
     """``source=None``: the first official variant present (toy, realistic, real, complex), else procedural."""
-    if source is None:
-        source = next(s for s in SOURCES if _present(s, root))
+    source = _files.pick_source("mpi3d", source, SOURCES, _present, root)
     if source == "procedural":
         return ProceduralMPI3D()
     return load_official(source, root)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import check_choice
 from .protocol import GroundTruthData
 from .sampler import BatchSampler
 
@@ -74,8 +75,7 @@ class Pairing:
     _on: dict = field(init=False, repr=False, compare=False)  # device -> (varying factors, sizes)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown pair mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        check_choice(self.mode, MODES, "pair mode")
         check_k(self.k, self.sizes, self.name)
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         object.__setattr__(self, "k", int(self.k))

@@ -249,10 +249,9 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div_(255.0)
 
 
-def train_val_split(
-    n: int, val_fraction: float = 0.1, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint random row indices ``(train, val)`` covering ``range(n)``; deterministic in ``seed``."""
+def train_val_split(n: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint random row indices ``(train, val)`` covering ``range(n)``, ``round(n * val_fraction)``
+    of them validation; deterministic in ``seed``. (A run's fraction: ``RunConfig.val_fraction``.)"""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     perm = np.random.default_rng(seed).permutation(n)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UnknownNameError, UserError
+from ..errors import UnknownNameError, check_choice
 from ._files import data_root
 from .cache import cache_dir
 from .protocol import GroundTruthData
@@ -39,8 +39,8 @@ class DatasetSpec:
     def check_source(self, source: str | None) -> None:
         """Raise :class:`UserError` naming the choices if ``source`` is not one of ``sources``
         (``None``, the first present source, is always accepted)."""
-        if source is not None and source not in self.sources:
-            raise UserError(f"{self.name}: unknown source {source!r}; choose one of {', '.join(self.sources)}")
+        if source is not None:
+            check_choice(source, self.sources, "source", where=self.name)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

@@ -23,10 +23,11 @@ from PIL import Image
 
 from ..data.protocol import GroundTruthData
 from ..errors import UserError
-from ..metrics import mig
+from ..metrics import mig, registry
 from ..report.figures import category_names, latent_order
 from ..train.run import Run
 
+MIG_SAMPLES = registry.get("mig").sizes["num_train"]  # images encoded for the MI matrix: MIG's own
 INACTIVE_KL = 0.01  # nats: a latent whose KL is below this carries (almost) nothing
 Z_MAX = 100.0  # |z_i| allowed: 100 prior standard deviations, far past any slider
 
@@ -85,7 +86,7 @@ class Explorer:
         span, n_values: traversal strips set one latent to ``n_values`` values in ``[-span, span]``.
     """
 
-    def __init__(self, run: Run, data: GroundTruthData, *, samples: int = 10_000, seed: int = 0,
+    def __init__(self, run: Run, data: GroundTruthData, *, samples: int = MIG_SAMPLES, seed: int = 0,
                  span: float = 2.0, n_values: int = 9) -> None:
         if data.observation_shape != (run.model.channels, 64, 64):
             raise UserError(

@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from ..data.protocol import integers
-from .utils import check_data, check_sizes, encode_factors
+from .utils import CHUNK_SIZE, check_data, check_sizes, encode_factors
 
 
 def beta_vae_features(
@@ -32,7 +32,7 @@ def beta_vae_features(
     rng: Any,
     num_points: int,
     batch_size: int = 64,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(features num_points x D, labels num_points)`` of the beta-VAE protocol."""
     k = data.num_factors
@@ -56,7 +56,7 @@ def beta_vae_score(
     batch_size: int = 64,
     num_train: int = 10000,
     num_eval: int = 5000,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
 ) -> dict[str, float]:
     """beta-VAE score of ``encode`` (observations -> ``n x D`` codes) on ground-truth ``data``.
 

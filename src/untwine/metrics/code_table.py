@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .utils import encode_chunks
+from .utils import CHUNK_SIZE, encode_chunks
 
 
 def supports_table(data: Any) -> bool:
@@ -40,7 +40,7 @@ class CodeTable:
         self,
         data: Any,
         encode: Callable[[Any], Any],
-        chunk_size: int = 4096,
+        chunk_size: int = CHUNK_SIZE,
         progress: bool = False,
     ) -> None:
         if not supports_table(data):

@@ -50,6 +50,7 @@ import numpy as np
 import scipy.stats
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 
+from ..errors import check_choice
 from ._gbt import BACKENDS, DEFAULT_BACKEND, fit_gbt
 from .utils import check_train_test, parallel_map
 
@@ -113,8 +114,7 @@ def dci(
         ``"per_code_disentanglement"`` (D), ``"per_factor_completeness"`` (K),
         ``"per_factor_accuracy"`` (K x 2: train, test).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown DCI backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_choice(backend, BACKENDS, "DCI backend")
     ctr, ftr, cte, fte = check_train_test(codes_train, factors_train, codes_test, factors_test)
     fit = {"exact": fit_gbt, "sklearn": _fit_sklearn, "fast": _fit_fast}[backend]
     k = ftr.shape[1]

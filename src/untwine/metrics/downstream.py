@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ..errors import check_choice
 from ._gbt import BACKENDS as GBT_BACKENDS, DEFAULT_BACKEND, predict_gbt
 from .utils import check_train_test, parallel_map
 
@@ -38,10 +39,8 @@ TRAIN_SIZES = (10, 100, 1000, 10000)
 
 
 def check_predictor(predictor: str, backend: str) -> None:
-    if predictor not in PREDICTORS:
-        raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
-    if backend not in GBT_BACKENDS:
-        raise ValueError(f"unknown GBT backend {backend!r}; choose one of {', '.join(GBT_BACKENDS)}")
+    check_choice(predictor, PREDICTORS, "predictor")
+    check_choice(backend, GBT_BACKENDS, "GBT backend")
 
 
 @contextlib.contextmanager

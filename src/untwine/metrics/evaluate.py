@@ -23,11 +23,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from . import registry
 from .code_table import CodeTable, supports_table
 from .registry import Inputs, NotApplicable, train_sizes
-from .utils import check_data, encode_factors
+from .utils import CHUNK_SIZE, check_data, encode_factors
 
 # The built-in suite, from the registry (:mod:`untwine.metrics.registry`): every name, the default
 # suite, the opt-in scores, the default sample sizes.
@@ -114,7 +114,7 @@ def evaluate(
     progress: bool = True,
     sizes: Mapping[str, Any] | None = None,
     n_jobs: int | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
     dci_backend: str = registry.DEFAULT_BACKEND,
     code_table: bool | str = "auto",
 ) -> dict[str, Any]:
@@ -167,8 +167,8 @@ def evaluate(
     entries = {n: registry.get(n) for n in names}
     skipped = {key: why for key, n in _two_factor_names().items() if n in names and (why := not_applicable(key, data))}
     names = [n for n in names if n not in skipped or entries[n].two_factors is not True]
-    if dci_backend not in registry.BACKENDS and any(entries[n].backend for n in names):
-        raise UserError(f"unknown dci_backend {dci_backend!r}; choose one of {', '.join(registry.BACKENDS)}")
+    if any(entries[n].backend for n in names):
+        check_choice(dci_backend, registry.BACKENDS, "dci_backend")
     if code_table not in ("auto", True, False):
         raise ValueError(f"code_table must be 'auto', True or False, got {code_table!r}")
     use_table = bool(code_table) and supports_table(data)

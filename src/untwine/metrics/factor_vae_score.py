@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.protocol import integers
-from .utils import check_data, check_sizes, encode_factors
+from .utils import CHUNK_SIZE, check_data, check_sizes, encode_factors
 
 
 def factor_vae_votes(
@@ -35,7 +35,7 @@ def factor_vae_votes(
     global_var: np.ndarray,
     active: np.ndarray,
     batch_size: int = 64,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
 ) -> np.ndarray:
     """``K x (number of active dims)`` int64 vote counts of the FactorVAE protocol."""
     k = data.num_factors
@@ -62,7 +62,7 @@ def factor_vae_score(
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
     prune_threshold: float = 0.05,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
 ) -> dict[str, float | int]:
     """FactorVAE score of ``encode`` (observations -> ``n x D`` codes) on ground-truth ``data``.
 

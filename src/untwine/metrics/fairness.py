@@ -30,7 +30,7 @@ import numpy as np
 
 from ._gbt import DEFAULT_BACKEND
 from .downstream import check_predictor, fit_predict, quiet_fits
-from .utils import check_data, check_sizes, encode_factors, parallel_map
+from .utils import CHUNK_SIZE, check_data, check_sizes, encode_factors, parallel_map
 
 
 def inter_group_fairness(counts: Any) -> tuple[float, float]:
@@ -88,7 +88,7 @@ def fairness(
     num_test_points_per_class: int = 100,
     predictor: str = "gbt",
     backend: str = DEFAULT_BACKEND,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Unfairness of ``encode`` (observations -> ``n x D`` codes) on ground-truth ``data`` (K >= 2).

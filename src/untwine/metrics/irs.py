@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .utils import check_pair, histogram_discretize
+from .utils import NUM_BINS, check_pair, histogram_discretize
 
 
-def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, num_bins: int = 20) -> dict[str, Any]:
+def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, num_bins: int = NUM_BINS) -> dict[str, Any]:
     """IRS of codes (``N x D`` float) with respect to factors (``N x K`` int).
 
     Args:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .utils import check_pair, discrete_entropy, discrete_mutual_info, histogram_discretize
+from .utils import NUM_BINS, check_pair, discrete_entropy, discrete_mutual_info, histogram_discretize
 
 
-def mig(codes: Any, factors: Any, num_bins: int = 20) -> dict[str, Any]:
+def mig(codes: Any, factors: Any, num_bins: int = NUM_BINS) -> dict[str, Any]:
     """Mutual Information Gap of ``codes`` (``N x D`` float) w.r.t. ``factors`` (``N x K`` int).
 
     ``MIG = mean_k (I(z_(1); v_k) - I(z_(2); v_k)) / H(v_k)`` with ``z_(1), z_(2)`` the two code

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from .utils import (
+    NUM_BINS,
     check_train_test,
     discrete_mutual_info,
     histogram_discretize,
@@ -72,7 +73,7 @@ def modularity_explicitness(
     factors_train: Any,
     codes_test: Any,
     factors_test: Any,
-    num_bins: int = 20,
+    num_bins: int = NUM_BINS,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Modularity (train half) and explicitness (train and test ROC-AUC).

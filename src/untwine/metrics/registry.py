@@ -35,6 +35,7 @@ from .modularity import modularity_explicitness
 from .reduced_downstream import reduced_downstream_task
 from .sap import sap
 from .unsupervised import unsupervised_scores
+from .utils import CHUNK_SIZE
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Inputs", "Metric", "NotApplicable", "get", "names", "normalise", "parse_names", "register",
            "train_sizes"]
@@ -62,7 +63,7 @@ class Inputs:
     test: tuple[np.ndarray, np.ndarray] | None = None
     rng: np.random.Generator | None = None
     n_jobs: int | None = None
-    chunk_size: int = 4096
+    chunk_size: int = CHUNK_SIZE
     backend: str = DEFAULT_BACKEND
 
     @property

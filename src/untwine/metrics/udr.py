@@ -41,6 +41,7 @@ from ..errors import UserError
 from .utils import check_codes, to_numpy
 
 CORRELATIONS = ("lasso", "spearman")
+SCORE_KEYS = tuple(f"udr_{c}" for c in CORRELATIONS)  # the results' columns (udr.json, results.csv)
 NUM_DATA_POINTS = 1000  # udr.gin's num_data_points
 KL_THRESHOLD = 0.01  # nats; udr.gin's kl_filter_threshold
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .mig_sampled import gaussian_total_correlation
-from .utils import check_codes, discrete_mutual_info, histogram_discretize
+from .utils import NUM_BINS, check_codes, discrete_mutual_info, histogram_discretize
 
 
 def gaussian_wasserstein_correlation(cov: Any) -> float:
@@ -40,7 +40,7 @@ def gaussian_wasserstein_correlation(cov: Any) -> float:
     return float(2.0 * np.trace(c) - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
-def unsupervised_scores(codes: Any, num_bins: int = 20) -> dict[str, Any]:
+def unsupervised_scores(codes: Any, num_bins: int = NUM_BINS) -> dict[str, Any]:
     """The four unsupervised scores of codes ``N x D`` (rows = samples).
 
     Returns:

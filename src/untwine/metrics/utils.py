@@ -19,6 +19,11 @@ import numpy as np
 T = TypeVar("T")
 
 
+# The reference's defaults, stated once: equal-width bins of a histogram (MIG, IRS, modularity, the
+# unsupervised scores) and images encoded per forward pass.
+NUM_BINS = 20
+CHUNK_SIZE = 4096
+
 def to_numpy(x: Any) -> np.ndarray:
     """numpy view/copy of a numpy array, list or torch tensor (detached, moved to CPU)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
@@ -107,7 +112,7 @@ def check_train_test(
     return ctr, ftr, cte, fte
 
 
-def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
+def histogram_discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndarray:
     """Bin each column into ``num_bins`` equal-width bins over its own sample range.
 
     Exactly disentanglement_lib's ``_histogram_discretize``: the edges are
@@ -228,7 +233,7 @@ def encode_factors(
     encode: Callable[[Any], Any],
     factors: np.ndarray,
     rng: Any,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
 ) -> np.ndarray:
     """Codes (``M x D`` float64) of observations drawn for ``factors`` (``M x K``), in chunks.
 

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import check_choice
 from .conv64 import Conv64Decoder, Conv64Encoder
 from .mlp import MLPDecoder, MLPEncoder
 
@@ -30,8 +31,7 @@ class VAE(nn.Module):
 
     def __init__(self, arch: str = "conv64", channels: int = 1, latents: int = 10) -> None:
         super().__init__()
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        check_choice(arch, ARCHITECTURES, "architecture")
         if latents < 1:
             raise ValueError(f"latents must be >= 1, got {latents}")
         enc, dec = ARCHITECTURES[arch]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, choice_message
 from .base import Objective
 
 _REGISTRY: dict[str, type[Objective]] = {}
@@ -48,7 +48,7 @@ def get(name: str) -> type[Objective]:
     _ensure_loaded()
     key = name.lower().replace("_", "-")
     if key not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(names())}")
+        raise UserError(choice_message(name, names(), "model"))
     return _REGISTRY[key]
 
 

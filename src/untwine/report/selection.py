@@ -10,9 +10,10 @@ import math
 from typing import Any, Sequence
 
 from . import tables as T
+from ..metrics.udr import SCORE_KEYS
 from .tables import Table, fmt
 
-VARIANTS = (("udr_lasso", "UDR lasso"), ("udr_spearman", "UDR Spearman"))
+VARIANTS = tuple((k, T.COLUMN_LABELS[k]) for k in SCORE_KEYS)  # (column, label) of each UDR score
 
 
 def _num(v: Any) -> float | None:

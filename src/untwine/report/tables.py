@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..metrics.udr import SCORE_KEYS
 from ..naming import format_value
 
 COLUMN_LABELS = {
@@ -56,7 +57,7 @@ SUITE = ["mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dc
          "irs", "gaussian_wasserstein_correlation_norm", "mutual_info_score", "downstream_lr_100",
          "downstream_lr_10000", "downstream_gbt_100", "downstream_gbt_10000", "reduced_downstream_10000",
          "reduced_downstream_10000_others", "fairness_mean", "fairness_max",
-         "udr_lasso", "udr_spearman"]  # UDR: across a setting's seeds (report/selection.py)
+         *SCORE_KEYS]  # UDR: across a setting's seeds (report/selection.py)
 
 
 @dataclass(frozen=True)

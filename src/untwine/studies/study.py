@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import MissingFileError
+from ..errors import MissingFileError, check_choice
+from ..metrics.udr import SCORE_KEYS
 from ..naming import format_value
 from ..train.files import read_study_json
 from ._schema import StudyError, as_table, check_keys, check_types, list_of, type_name, type_ok
@@ -41,7 +42,7 @@ REPORT_KEYS = {
     "pretrained": list,  # shipped pretrained models shown beside the study's runs (untwine pretrained list)
     "keep": str,  # "udr_lasso"/"udr_spearman": name the seed this label-free score keeps per setting
 }
-KEEP_SCORES = ("udr_lasso", "udr_spearman")
+KEEP_SCORES = SCORE_KEYS  # the label-free scores a setting can keep a seed by
 # RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
 
@@ -217,9 +218,8 @@ def parse_study(
     rep = as_table(raw.get("report", {}), where, "[report]")
     check_keys(rep, set(REPORT_KEYS), where, "[report]")
     check_types(rep, REPORT_KEYS, where, "report")
-    if "keep" in rep and rep["keep"] not in KEEP_SCORES:
-        raise StudyError(f"{where}: report.keep must be one of {', '.join(map(repr, KEEP_SCORES))}, "
-                         f"got {rep['keep']!r}")
+    if "keep" in rep:
+        check_choice(rep["keep"], KEEP_SCORES, "report.keep", StudyError, where)
 
     models_raw = raw.get("models")
     if not models_raw:
@@ -336,9 +336,7 @@ def _eval_section(ev: dict, where: str) -> dict:
     if "seed" in ev:
         out["seed"] = ev["seed"]
     if "dci_backend" in ev:
-        if ev["dci_backend"] not in registry.BACKENDS:
-            raise StudyError(f"{where}: eval.dci_backend must be one of {', '.join(map(repr, registry.BACKENDS))}, "
-                             f"got {ev['dci_backend']!r}")
+        check_choice(ev["dci_backend"], registry.BACKENDS, "eval.dci_backend", StudyError, where)
         out["dci_backend"] = ev["dci_backend"]
     if "udr_reference" in ev:
         from untwine import pretrained

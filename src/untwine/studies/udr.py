@@ -21,13 +21,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..metrics.udr import NUM_DATA_POINTS
+from ..metrics.udr import CORRELATIONS as VARIANTS, NUM_DATA_POINTS
 from ..train import checkpoint, files
 from ..train.files import RunFolderError
 from ..train.log import write_json
 
 FILE = "udr.json"
-VARIANTS = ("lasso", "spearman")
 
 
 def fingerprint(run_dir: str | os.PathLike) -> str | None:

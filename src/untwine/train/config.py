@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ..errors import MissingExtraError, MissingFileError, UserError
+from ..errors import MissingExtraError, MissingFileError, UserError, choice_message
 
 DEVICES = ("auto", "cpu", "cuda")
 # Defaults that follow other fields (RunConfig.resolved): evaluate every steps // 20 steps (at most
@@ -201,20 +201,20 @@ class RunConfig:
         )
         need(
             self.arch in ARCHITECTURES,
-            f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}",
+            choice_message(self.arch, ARCHITECTURES, "arch"),
         )
         dev = self.device
         need(
             dev in DEVICES or dev.startswith("cuda:"),
-            f"unknown device {dev!r}; choose one of {', '.join(DEVICES)}",
+            choice_message(dev, DEVICES, "device"),
         )
         need(
             self.compile in COMPILE_MODES,
-            f"unknown compile {self.compile!r}; choose one of {', '.join(COMPILE_MODES)}",
+            choice_message(self.compile, COMPILE_MODES, "compile"),
         )
         need(
             self.precision in PRECISIONS,
-            f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
+            choice_message(self.precision, PRECISIONS, "precision"),
         )
         need(isinstance(self.tensorboard, bool), f"tensorboard must be true or false, got {self.tensorboard!r}")
         if self.tensorboard:

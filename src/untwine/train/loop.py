@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..data import GroundTruthData, load
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from . import checkpoint
 from .config import RunConfig
 from .job import Job, Opened, _logs, load_optimizer_state, make_adam, open_run
@@ -103,8 +103,7 @@ def train_packed(
         KeyboardInterrupt: Ctrl-C; every run saves a checkpoint first.
     """
     check_packable(configs)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_choice(backend, BACKENDS, "packed backend")
     runs, _ = _fit(configs, progress=progress, resume=resume, data=data, backend=backend)
     return runs
 

@@ -53,7 +53,7 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from ..data import BatchSampler
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from .. import objectives
 from ..models import Posterior
 from ..objectives.base import Objective
@@ -264,8 +264,7 @@ class PackedVAE:
     """
 
     def __init__(self, models: Sequence[torch.nn.Module], backend: str = "auto", precision: str = "fp32") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_choice(backend, BACKENDS, "packed backend")
         params, buffers = stack_module_state(list(models))
         if buffers:
             raise ValueError("PackedVAE supports models without buffers (conv64, mlp)")

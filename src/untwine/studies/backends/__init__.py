@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from ...errors import UserError
+from ...errors import UserError, check_choice
 
 # name -> module defining run_all (imported on demand: optional backends need extra packages)
 BACKENDS: dict[str, str] = {
@@ -28,8 +28,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Callable:
     """The ``run_all`` function of backend ``name``."""
-    if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    check_choice(name, BACKENDS, "sweep backend")
     try:
         module = importlib.import_module(BACKENDS[name])
     except ModuleNotFoundError as e:
