@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from ..data.dsprites import SHAPES
 from ..errors import UserError
 from ..naming import format_value
 from ..train.files import RunFolderError, peek_json, read_jsonl
@@ -345,7 +346,7 @@ def category_names(data: Any, factor: int) -> list[str] | None:
 
 # (dataset, factor) -> value names, in factor-index order.
 KNOWN_CATEGORIES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("dsprites", "shape"): ("square", "ellipse", "heart"),
+    ("dsprites", "shape"): SHAPES,
     ("mnist", "digit"): tuple(str(d) for d in range(10)),
 }
 
