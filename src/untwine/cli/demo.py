@@ -1,6 +1,7 @@
 """`untwine demo`: a small real study on procedural dSprites (offline, 2 CPU cores, one run per
 core; measured at 9 min 50 s in bf16 on a Xeon with AMX, and 16 min 42 s with fp32 forced on that
-CPU, the path CPUs without AMX take: docs/results/demo_recipe/demo_time.csv): two seeds of
+CPU, the path of CPUs where bf16 does not measure faster (``precision = "auto"``):
+docs/results/demo_recipe/demo_time.csv): two seeds of
 beta-TCVAE are trained, evaluated and compared with an untrained encoder and with the shipped
 pretrained models; one seed is kept without labels (UDR, with the shipped beta-TCVAE as a
 reference) and an HTML report is written; the last lines name the kept run and say whether the
