@@ -265,6 +265,9 @@ def test_recipe_beta4_is_set_beside_the_demo_recipe_on_its_own_seeds(rt, weak_ro
     write_sweep(weak / "demo16_s10" / "bf16", {10: {"mig": "0.200", "wall": 1100.0, "steps": 16000}})
     text = rt.TABLES["weak/same-steps-beta4"]()
     assert "| every draw both ran: bf16 seed 10 | 1 | 0.330 | 1 of 1 | 0.200 | 0 of 1 | 1 of 1 |" in text
+    assert text.endswith("**Not run yet** (the beta-TCVAE demo recipe at 16,000 steps, seeds 10-14, planned in "
+                         "`demo16_s10_bf16.toml` and `demo16_s10_fp32.toml`): bf16 seeds 11, 12, 13 and 14, fp32 seeds "
+                         "10, 11, 12, 13 and 14; the comparison is on the draws both ran.")
     lines = rt.TABLES["weak/side-by-side"]().splitlines()
     demo8 = next(i for i, line in enumerate(lines) if line.startswith("| beta-TCVAE demo recipe: "))
     assert lines[demo8 + 1].startswith(  # the demo recipe at B4's length, on its seeds, right after its 8,000-step row

@@ -142,7 +142,10 @@ def same_steps_table(ours: Recipe, demo: Recipe) -> str:
         plan = [(r["precision"], r["seed"]) for r in weak_draws(demo)]
         return (f"**Not run yet**: the {demo.name} ({' and '.join(f'`{f}`' for f in demo.studies)}) "
                 f"has no committed draws (`docs/results/{WEAK}/{demo.sweeps}/` is missing); planned: {draw_list(plan)}.")
-    return same_seeds_table(ours, theirs=lambda: demo_recipe_draws(demo))
+    table = same_seeds_table(ours, theirs=lambda: demo_recipe_draws(demo))
+    missing = [(r["precision"], r["seed"]) for r in weak_draws(demo) if not r["ran"]]
+    return table + (f"\n\n**Not run yet** (the {demo.name}, planned in {' and '.join(f'`{f}`' for f in demo.studies)}): "
+                    f"{draw_list(missing)}; the comparison is on the draws both ran." if missing else "")
 
 
 @register(f"{WEAK}/same-steps16")
