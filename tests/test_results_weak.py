@@ -239,8 +239,10 @@ def test_same_steps16_sets_the_demo_recipe_at_16000_steps_beside_the_continued_d
                                            4: {"mig": "0.250", "wall": 700.0, "steps": 8000}})  # 4: not finished
     text = rt.TABLES["weak/same-steps16"]()
     assert "| every draw both ran: bf16 seed 3 | 1 | 0.310 | 1 of 1 | 0.280 | 0 of 1 | 1 of 1 |" in text
-    assert text.endswith(f"Both 16,000 steps of 64 images (Ada-GVAE: 32 pairs). CPU: Ada-GVAE {CPU} (runs' "
-                         f"`summary.json`); the demo recipe {CPU} (runs' `summary.json`): the same CPU model.")
+    assert (f"Both 16,000 steps of 64 images (Ada-GVAE: 32 pairs). CPU: Ada-GVAE {CPU} (runs' `summary.json`); the "
+            f"demo recipe {CPU} (runs' `summary.json`): the same CPU model.") in text
+    assert text.endswith("`demo16_fp32.toml`): bf16 seeds 0, 1, 2 and 4, fp32 seeds 0, 1, 2, 3 and 4; the comparison "
+                         "is on the draws both ran.")  # seed 4 stopped at 8,000 steps: not run
     assert "the demo recipe at 16,000 steps is `weak/same-steps16`" in rt.TABLES["weak/same-seeds16"]()
 
 
