@@ -129,7 +129,7 @@ def test_weak_draws_known_answers(rt, weak_results):
     assert "| bf16 | 0 | **0.350** | 0.610 | 0.200 | 0.400 | 0.001 | 0.500 | 0.500 | 3 | 0.050 | 10.0 | `draws_bf16.toml` |" in text
     assert "| fp32 | 0 | **not run** |" in text and "planned in `draws_fp32.toml` |" in text
     side = rt.TABLES["weak/side-by-side"]()
-    ours = next(line for line in side.splitlines() if "Ada-GVAE (this recipe)" in line)
+    ours = next(line for line in side.splitlines() if "Ada-GVAE, first recipe (8,000 steps)" in line)
     assert "8,000 steps x 32 pairs (64 images) | 1 of 2 planned | 1 of 1 | 0.350 | 0.350 | 0.610 |" in ours
     assert "| 10.0 | AMD EPYC (25/17/1) (`weak/machine.json`) |" in ours
     same = rt.TABLES["weak/same-seeds"]()  # the demo recipe's bf16 seed 0 (0.2851) is its screen's

@@ -151,8 +151,8 @@ def test_lengths_shows_both_migs_and_counts(rt, weak_root):
 def test_side_by_side_has_the_continued_row_after_the_first(rt, weak_root):
     weak_root(TWO)
     lines = rt.TABLES["weak/side-by-side"]().splitlines()
-    first = next(i for i, line in enumerate(lines) if "Ada-GVAE (this recipe)" in line)
-    assert "**Ada-GVAE (same draws continued)**: ada-gvae (beta 1, k 1), lr 0.001, 16,000 steps x 32 pairs " \
+    first = next(i for i, line in enumerate(lines) if "Ada-GVAE, first recipe (8,000 steps)" in line)
+    assert "Ada-GVAE (same draws continued): ada-gvae (beta 1, k 1), lr 0.001, 16,000 steps x 32 pairs " \
            "(64 images) | 2 of 10 planned | 1 of 2 | 0.280 | 0.250-0.310 |" in lines[first + 1]
     assert f"| 34.3 | {CPU} (runs' `summary.json`) | `weak/sweeps16/`:" in lines[first + 1]  # (25.8 + 42.8) / 2
 

@@ -139,13 +139,13 @@ class Recipe:
     continues: "Recipe | None" = None
 
 
-R8 = Recipe("**Ada-GVAE (this recipe)**", ("draws_bf16.toml", "draws_fp32.toml"), "sweeps", "draws.csv",
+R8 = Recipe("Ada-GVAE, first recipe (8,000 steps)", ("draws_bf16.toml", "draws_fp32.toml"), "sweeps", "draws.csv",
             machine=f"{WEAK}/machine.json")
-R16 = Recipe("**Ada-GVAE (same draws continued)**", ("draws16_bf16.toml", "draws16_fp32.toml"), "sweeps16",
+R16 = Recipe("Ada-GVAE (same draws continued)", ("draws16_bf16.toml", "draws16_fp32.toml"), "sweeps16",
              "draws16.csv", continues=R8)
-R16F = Recipe("**Ada-GVAE 16,000 steps, fresh seeds**", ("fresh16_bf16.toml", "fresh16_fp32.toml"), "fresh16",
+R16F = Recipe("Ada-GVAE 16,000 steps, fresh seeds", ("fresh16_bf16.toml", "fresh16_fp32.toml"), "fresh16",
               "fresh16.csv")
-RB4 = Recipe("**Ada-GVAE beta 4, 16,000 steps, fresh seeds**", ("beta4_16_bf16.toml", "beta4_16_fp32.toml"),
+RB4 = Recipe("**Ada-GVAE recipe B4 (the chosen recipe), fresh seeds**", ("beta4_16_bf16.toml", "beta4_16_fp32.toml"),
              "beta4_16", "beta4_16.csv")
 RECIPES = (R8, R16, R16F, RB4)  # the side-by-side table's order
 
