@@ -125,25 +125,22 @@ DEMO16_S10 = Recipe("beta-TCVAE demo recipe at 16,000 steps, seeds 10-14", ("dem
                     "demo16_s10", "demo16_s10.csv")
 
 
-def demo_recipe_draws(demo: Recipe) -> list[dict]:
-    """The demo recipe's finished draws of ``demo`` (a study of the demo recipe at another length or
-    on other seeds) in :func:`weak.demo_draws`' shape: all of them evaluation draws (no screen chose
-    these settings), the study's settings as config."""
-    cfg = weak_config(demo)
-    return [dict(r, role="evaluation", config=cfg) for r in weak_draws(demo) if r["ran"]]
-
-
 def same_steps_table(ours: Recipe, demo: Recipe) -> str:
     """Issue 30's comparison: ``ours`` against the demo recipe's draws of ``demo`` (the same steps,
     on the same (precision, seed)), CPUs as recorded; "not run yet" until ``demo``'s are committed."""
     if not planned(demo):
         return missing_studies(demo)
+    rows = weak_draws(demo)  # every planned draw; those with a finished run folder have "ran"
     if not committed(demo):
-        plan = [(r["precision"], r["seed"]) for r in weak_draws(demo)]
+        plan = [(r["precision"], r["seed"]) for r in rows]
         return (f"**Not run yet**: the {demo.name} ({' and '.join(f'`{f}`' for f in demo.studies)}) "
                 f"has no committed draws (`docs/results/{WEAK}/{demo.sweeps}/` is missing); planned: {draw_list(plan)}.")
-    table = same_seeds_table(ours, theirs=lambda: demo_recipe_draws(demo))
-    missing = [(r["precision"], r["seed"]) for r in weak_draws(demo) if not r["ran"]]
+    # the demo's finished draws in weak.demo_draws' shape: all evaluation draws (no screen chose
+    # these settings), the study's settings as config
+    cfg = weak_config(demo)
+    ran = [dict(r, role="evaluation", config=cfg) for r in rows if r["ran"]]
+    table = same_seeds_table(ours, theirs=lambda: ran)
+    missing = [(r["precision"], r["seed"]) for r in rows if not r["ran"]]
     return table + (f"\n\n**Not run yet** (the {demo.name}, planned in {' and '.join(f'`{f}`' for f in demo.studies)}): "
                     f"{draw_list(missing)}; the comparison is on the draws both ran." if missing else "")
 

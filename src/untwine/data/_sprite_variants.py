@@ -197,9 +197,6 @@ def packed_sprites(
     return bits, dict(getattr(data, "files", {}))
 
 
-sprites_present = dsprites.present  # a variant's sources are dSprites'
-
-
 def load_variant(cls: type[SpriteVariant], name: str, source: str | None, root: str | Path | None,
                  sizes: Sequence[int], progress: bool, *args: object) -> SpriteVariant:
     """``cls(name, sprites, sizes, source, *args)`` on dSprites' ``source`` (``None``: the official

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from . import dsprites
-from ._sprite_variants import Draws, SpriteVariant, load_variant, sprites_present, variant_spec
+from ._sprite_variants import Draws, SpriteVariant, load_variant, variant_spec
 from .registry import register
 
 NAME = "color-dsprites"
@@ -45,4 +45,4 @@ def load(
     return load_variant(ColorDSprites, NAME, source, root, sizes, progress)  # type: ignore[return-value]
 
 
-register(variant_spec(NAME, load, sprites_present, "dSprites, each sprite in a random colour (disentanglement_lib); drawn per image"))
+register(variant_spec(NAME, load, dsprites.present, "dSprites, each sprite in a random colour (disentanglement_lib); drawn per image"))

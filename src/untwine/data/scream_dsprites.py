@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UserError
 from . import _files, dsprites
-from ._sprite_variants import Draws, SpriteVariant, load_variant, sprites_present, variant_spec
+from ._sprite_variants import Draws, SpriteVariant, load_variant, variant_spec
 from .registry import register
 
 NAME = "scream-dsprites"
@@ -115,7 +115,7 @@ def load(
 
 
 def _present(source: str, root: Path | None) -> bool:
-    return find_scream(root) is not None and sprites_present(source, root)
+    return find_scream(root) is not None and dsprites.present(source, root)
 
 
 register(variant_spec(NAME, load, _present,
