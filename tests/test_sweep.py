@@ -15,7 +15,7 @@ from untwine.studies import load_study, parse_study, sweep
 import importlib
 
 sweep_mod = importlib.import_module("untwine.studies.execute")  # where runs are executed
-from untwine.studies.results import read_results, to_csv
+from untwine.studies.results import collect, read_results, to_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -300,6 +300,7 @@ def test_raising_a_studys_steps_continues_its_finished_runs(tmp_path, toy):
     assert max(steps_logged) == 4
 
     long = parse_study(text.replace("steps = 4", "steps = 8"))
+    assert [r["status"] for r in collect(long, tmp_path, compute_udr=False)] == ["incomplete"]  # as the sweep sees it
     res = sweep(long, tmp_path, jobs=1, progress=False)
     assert res.count("finished") == 1 and res.count("skipped") == 0
     summary = json.loads((run / "summary.json").read_text())

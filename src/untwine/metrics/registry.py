@@ -10,13 +10,16 @@ keys of :attr:`Metric.keys` as aliases). A new metric is one file (its pure func
 metric's result keys.
 
 Sample sizes default to disentanglement_lib 1.5's ``unsupervised_study_v1`` metric configs
-(fairness: ``fairness_study_v1``). Costs are at those sizes on 2 CPU cores
-(``benchmarks/RESULTS.md``, "The metric suite with the new scores").
+(fairness: ``fairness_study_v1``): a pool metric's in the pool sizes below, a metric that draws
+its own points in its function's signature (:func:`signature_sizes` reads them). Costs are at
+those sizes on 2 CPU cores (``benchmarks/RESULTS.md``, "The metric suite with the new scores").
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -38,7 +41,7 @@ from .unsupervised import unsupervised_scores
 from .utils import CHUNK_SIZE
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Inputs", "Metric", "NotApplicable", "get", "names", "normalise", "parse_names", "register",
-           "train_sizes"]
+           "signature_sizes", "train_sizes"]
 
 
 class NotApplicable(Exception):
@@ -188,6 +191,18 @@ def train_sizes(num_train: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------- the built-ins
+# Pool sizes (dlib's): 10,000 training points, and 5,000 test points for the metrics that fit
+# predictors. A metric that draws its own points states its sizes once, in its function's signature.
+_TRAIN: Mapping[str, int] = MappingProxyType({"num_train": 10000})
+_TRAIN_TEST: Mapping[str, int] = MappingProxyType({**_TRAIN, "num_test": 5000})
+
+
+def signature_sizes(function: Callable[..., Any], *names: str) -> dict[str, int]:
+    """``{name: default}`` of ``function``'s sample-size arguments ``names``, read from its signature."""
+    params = inspect.signature(function).parameters
+    return {n: int(params[n].default) for n in names}
+
+
 def _mig(f: Callable, x: Inputs) -> dict[str, Any]:
     r = f(*x.train)
     return {"mig": r["mig"], "per_factor": {"mig": [float(v) for v in r["per_factor"]]}}
@@ -284,35 +299,36 @@ def _fairness_draws(s: Mapping[str, int], factor_sizes: Sequence[int]) -> int:
     return s["num_train"] + (len(sizes) - 1) * s["num_test_points_per_class"] * sum(sizes) if sizes else 0
 
 
-register(Metric("mig", mig, _mig, {"num_train": 10000}, cost="~0.01 s", keys=("mig",)))
-register(Metric("sap", sap, _sap, {"num_train": 10000, "num_test": 5000}, cost="~0.5 s", keys=("sap",)))
-register(Metric("modularity", modularity_explicitness, _modularity, {"num_train": 10000, "num_test": 5000},
+register(Metric("mig", mig, _mig, _TRAIN, cost="~0.01 s", keys=("mig",)))
+register(Metric("sap", sap, _sap, _TRAIN_TEST, cost="~0.5 s", keys=("sap",)))
+register(Metric("modularity", modularity_explicitness, _modularity, _TRAIN_TEST,
                 cost="~1 s", keys=("modularity", "explicitness", "explicitness_train"), two_factors=("modularity",)))
-register(Metric("dci", dci, _dci, {"num_train": 10000, "num_test": 5000}, backend=True,
+register(Metric("dci", dci, _dci, _TRAIN_TEST, backend=True,
                 cost="~15 s: boosted trees, one per factor, exact backend",
                 keys=("dci_disentanglement", "dci_completeness", "dci_informativeness", "dci_informativeness_train"),
                 two_factors=("dci_disentanglement",)))
-register(Metric("beta_vae", beta_vae_score, _beta_vae, {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+register(Metric("beta_vae", beta_vae_score, _beta_vae,
+                signature_sizes(beta_vae_score, "batch_size", "num_train", "num_eval"),
                 cost="~1 s plus encoding 1.92 M observations", keys=("beta_vae_score", "beta_vae_train"),
                 pool=False, stream=1, draws=_beta_vae_draws, two_factors=True))
 register(Metric("factor_vae", factor_vae_score, _factor_vae,
-                {"batch_size": 64, "num_train": 10000, "num_eval": 5000, "num_variance_estimate": 10000},
+                signature_sizes(factor_vae_score, "batch_size", "num_train", "num_eval", "num_variance_estimate"),
                 cost="~0.2 s plus encoding 0.97 M observations",
                 keys=("factor_vae_score", "factor_vae_train", "factor_vae_active_dims"),
                 pool=False, stream=2, draws=_factor_vae_draws, two_factors=True))
-register(Metric("gaussian_tc", gaussian_total_correlation, _gaussian_tc, {"num_train": 10000}, cost="~0.01 s",
+register(Metric("gaussian_tc", gaussian_total_correlation, _gaussian_tc, _TRAIN, cost="~0.01 s",
                 keys=("gaussian_tc",)))
-register(Metric("irs", irs, _irs, {"num_train": 10000}, cost="~0.01 s", keys=("irs", "irs_active_dims")))
-register(Metric("unsupervised", unsupervised_scores, _unsupervised, {"num_train": 10000}, cost="~0.01 s",
+register(Metric("irs", irs, _irs, _TRAIN, cost="~0.01 s", keys=("irs", "irs_active_dims")))
+register(Metric("unsupervised", unsupervised_scores, _unsupervised, _TRAIN, cost="~0.01 s",
                 keys=("gaussian_tc", *_UNSUPERVISED)))
 # The opt-in scores fit many classifiers: minutes each. The downstream tasks train on 10, 100, ...
 # below num_train, and num_train (the reference: 10 .. 10,000).
-register(Metric("downstream", downstream_task, _downstream, {"num_train": 10000, "num_test": 5000}, opt_in=True,
+register(Metric("downstream", downstream_task, _downstream, _TRAIN_TEST, opt_in=True,
                 backend=True, cost="~3 min: logistic regression and boosted trees on 10..10,000 points"))
 register(Metric("reduced_downstream", reduced_downstream_task, _reduced_downstream,
-                {"num_train": 10000, "num_test": 5000}, opt_in=True, backend=True, two_factors=True,
+                _TRAIN_TEST, opt_in=True, backend=True, two_factors=True,
                 cost="~5-9 min: boosted trees after removing each factor's most important dimension"))
-register(Metric("fairness", fairness, _fairness, {"num_train": 10000, "num_test_points_per_class": 100},
+register(Metric("fairness", fairness, _fairness, signature_sizes(fairness, "num_train", "num_test_points_per_class"),
                 opt_in=True, backend=True, cost="~1 min: boosted trees predicting each factor under "
                 "interventions on each other factor", keys=("fairness_mean", "fairness_max"),
                 pool=False, stream=3, draws=_fairness_draws, two_factors=True))

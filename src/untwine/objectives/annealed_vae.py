@@ -24,11 +24,7 @@ class AnnealedVAE(Objective):
     batched_terms = True  # terms_packed below: one set of kernels for K runs
     uses_step = True  # the capacity schedule
     params = {"gamma": 1000.0, "c_max": 25.0, "anneal_steps": 100000.0}
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.hparams["gamma"] > 0:
-            raise ValueError(f"annealed-vae: gamma must be > 0, got {self.hparams['gamma']}")
+    positive = ("gamma",)
 
     def capacity(self, step: int) -> float:
         """Target KL ``C`` in nats at training step ``step`` (steps count from 0)."""

@@ -78,6 +78,8 @@ class Objective(nn.Module):
     uses_step: ClassVar[bool] = False
     pairs: ClassVar[bool] = False
     min_batch_size: ClassVar[int] = 1
+    # Hyperparameters that must be > 0 (every one must be finite and >= 0), checked by validate().
+    positive: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, dataset_size: int, latents: int, **hparams: Any) -> None:
         super().__init__()
@@ -109,12 +111,16 @@ class Objective(nn.Module):
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad hyperparameter (shown to the user as a
-        :class:`~untwine.errors.UserError`). Default: all must be finite and >= 0. Called by
+        :class:`~untwine.errors.UserError`). Default: all must be finite and >= 0, those in
+        ``positive`` > 0; an objective with more rules extends it. Called by
         :meth:`check_hparams` on an unbuilt instance: read only ``hparams``, ``dataset_size`` and
         ``latents``."""
         for k, v in self.hparams.items():
             if not (float(v) >= 0.0 and float(v) != float("inf")):
                 raise ValueError(f"{self.name}: {k} must be a finite number >= 0, got {v}")
+        for k in self.positive:
+            if not self.hparams[k] > 0:
+                raise ValueError(f"{self.name}: {k} must be > 0, got {self.hparams[k]}")
 
     def terms(
         self,

@@ -40,12 +40,11 @@ class BetaTCVAE(Objective):
     random_terms = False
     batched_terms = True  # terms_packed below: one set of kernels for K runs
     params = {"beta": 6.0, "stratified": 0.0, "gamma": 1.0}
+    positive = ("beta",)
     min_batch_size = 2
 
     def validate(self) -> None:
         super().validate()
-        if not self.hparams["beta"] > 0:
-            raise ValueError(f"beta-tcvae: beta must be > 0, got {self.hparams['beta']}")
         if self.hparams["stratified"] not in (0.0, 1.0):
             raise ValueError(
                 f"beta-tcvae: stratified must be 0 (minibatch weighted sampling) or 1 (stratified), "

@@ -16,11 +16,7 @@ class BetaVAE(Objective):
     random_terms = False
     batched_terms = True  # terms_packed below: one set of kernels for K runs
     params = {"beta": 4.0}
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.hparams["beta"] > 0:
-            raise ValueError(f"beta-vae: beta must be > 0, got {self.hparams['beta']}")
+    positive = ("beta",)
 
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)

@@ -67,6 +67,7 @@ class FactorVAE(Objective):
     random_terms = False  # permutations are drawn in extra_step (and in evaluation only)
     params = {"gamma": 10.0, "beta": 1.0, "d_lr": 1e-4}
     lr_defaults = {"d_lr": 1.0}
+    positive = ("beta", "d_lr")
     has_extra_step = True
     min_batch_size = 2  # permuting one code changes nothing
 
@@ -76,13 +77,6 @@ class FactorVAE(Objective):
         self.extra_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=self.hparams["d_lr"], betas=(0.5, 0.9), fused=True
         )
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.hparams["beta"] > 0:
-            raise ValueError(f"factor-vae: beta must be > 0, got {self.hparams['beta']}")
-        if not self.hparams["d_lr"] > 0:
-            raise ValueError(f"factor-vae: d_lr must be > 0, got {self.hparams['d_lr']}")
 
     def _frozen_d(self, z: torch.Tensor) -> torch.Tensor:
         """D's logits with its weights detached: gradients reach ``z`` but not D."""

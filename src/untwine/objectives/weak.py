@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Objective
 from .beta_vae import BetaVAE
 from .registry import register
 
@@ -77,9 +76,7 @@ class _Weak(BetaVAE):
     adaptive = False
 
     def validate(self) -> None:
-        Objective.validate(self)
-        if not self.hparams["beta"] > 0:
-            raise ValueError(f"{self.name}: beta must be > 0, got {self.hparams['beta']}")
+        super().validate()
         k, d = self.hparams["k"], self.hparams["dlib_pairs"]
         if float(k) != int(k):
             raise ValueError(f"{self.name}: k must be an integer (0: uniform over 1..K-1 per pair), got {k}")

@@ -63,14 +63,19 @@ class RunOutcome:
     note: str = ""
 
 
-def is_finished(run_dir: str | os.PathLike, steps: int | None = None) -> bool:
-    """True if the run trained to the end and was evaluated (nothing left to do). With ``steps``
-    (the study's length), a run trained to fewer steps is not finished: raising a study's
-    ``steps`` continues its runs from their checkpoints and evaluates them again."""
-    d = Path(run_dir)
-    summary = peek_json(d / "summary.json")
-    done = bool(summary and summary.get("status") == "finished" and (d / "metrics.json").is_file())
+def finished(summary: dict[str, Any] | None, evaluated: bool, steps: int | None = None) -> bool:
+    """The rule for a finished run, from its ``summary.json`` (``None`` if absent) and whether its
+    ``metrics.json`` exists: trained to the end and evaluated. With ``steps`` (the study's
+    length), a run trained to fewer steps is not finished: raising a study's ``steps`` continues
+    its runs from their checkpoints and evaluates them again."""
+    done = bool(summary and summary.get("status") == "finished" and evaluated)
     return done and (steps is None or summary.get("steps") == steps)
+
+
+def is_finished(run_dir: str | os.PathLike, steps: int | None = None) -> bool:
+    """True if the run in ``run_dir`` is :func:`finished` (nothing left to do)."""
+    d = Path(run_dir)
+    return finished(peek_json(d / "summary.json"), (d / "metrics.json").is_file(), steps)
 
 
 def execute_run(spec: RunSpec) -> RunOutcome:

@@ -7,8 +7,9 @@ Columns: ``run, dataset, model, <hyperparameters>, seed, status, error, val_<ter
 ``val_tc`` is the Gaussian TC of the validation codes (never negative), ``val_tc_batch`` the
 objective's own or minibatch TC estimate (FactorVAE: its discriminator's), see
 :func:`validation_terms`.
-``status`` is ``finished``, ``failed``, ``incomplete`` (started: a log, a checkpoint or a summary,
-but no finished evaluation yet), ``missing`` (no run folder files) or ``damaged`` (a file of the run
+``status`` is ``finished`` (:func:`~untwine.studies.execute.finished`: trained to the study's
+``steps`` and evaluated), ``failed``, ``incomplete`` (started: a log, a checkpoint or a summary,
+but not finished: still training, or trained to fewer steps than the study now asks), ``missing`` (no run folder files) or ``damaged`` (a file of the run
 folder is damaged: ``error`` names it and the fix).
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Iterable
 from ..naming import format_value
 from ..train import files
 from ..train.files import RunFolderError
+from .execute import FAILED, finished
 from .study import Study
 
 # Preferred column orders; anything else follows alphabetically.
@@ -91,14 +93,14 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
     damage: list[str] = []
     summary = _read(files.read_summary, d / "summary.json", damage) or {}
     metrics = _read(files.read_metrics_json, d / "metrics.json", damage)
-    failed = _read(files.read_failed_json, d / "failed.json", damage)
+    failed = _read(files.read_failed_json, d / FAILED, damage)
     if damage:
         row["status"] = "damaged"
         row["error"] = damage[0].splitlines()[0]
     elif failed is not None:
         row["status"] = "failed"
         row["error"] = f"{failed.get('stage', '')}: {failed.get('error', '')}".splitlines()[0]
-    elif summary.get("status") == "finished" and metrics is not None:
+    elif finished(summary, metrics is not None, kw["steps"]):
         row["status"] = "finished"
         row["error"] = ""
     else:
@@ -250,7 +252,7 @@ def write_timings(study: Study, root: str | os.PathLike, path: str | os.PathLike
         d = r / name
         s = _read(files.read_summary, d / "summary.json", []) or {}
         e = _read(lambda q: files.read_json(q, f"delete {q}"), d / "eval_time.json", []) or {}
-        status = "failed" if (d / "failed.json").is_file() else s.get("status", "missing")
+        status = "failed" if (d / FAILED).is_file() else s.get("status", "missing")
         w.writerow([
             name, status, s.get("steps", ""),
             _num(s.get("wall_time_s")), _num(s.get("images_per_s")), _num(e.get("wall_time_s")),
