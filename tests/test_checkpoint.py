@@ -119,7 +119,9 @@ def test_resuming_a_finished_run_returns_it(tmp_path):
 def test_resume_with_a_different_config_is_refused(tmp_path):
     d = tmp_path / "run"
     train(cfg(d, steps=2), progress=False)
-    with pytest.raises(ValueError, match=r"holds a run with lr=0.0001, not 0.001; resume it with the same"):
+    with pytest.raises(ValueError, match=r"holds a run with lr=0.0001, not 0.001; resume it with the same settings "
+                       r"\(only steps, eval_every, checkpoint_every, log_every, device, compile, threads and "
+                       r"tensorboard may change\)"):
         train(cfg(d, steps=4, lr=1e-3), progress=False, resume=True)
 
 

@@ -52,7 +52,7 @@ def test_sizes_resolution_and_errors():
         resolve_sizes({"num_points": 3})
     with pytest.raises(ValueError, match="mig has no size 'num_test'"):
         resolve_sizes({"mig": {"num_test": 3}})
-    with pytest.raises(ValueError, match=r"unknown metric 'no_such_metric'; choose from mig, sap"):
+    with pytest.raises(ValueError, match=r"unknown metric 'no_such_metric'; choose one of mig, sap"):
         evaluate(lambda x: x, FakeData(), metrics="mig,no_such_metric", progress=False)
     with pytest.raises(ValueError, match="run_or_encoder must be a callable"):
         evaluate(42, FakeData(), progress=False)

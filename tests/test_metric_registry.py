@@ -48,7 +48,7 @@ def test_names_are_normalised_and_result_keys_name_their_metric():
     assert registry.get("reduced-downstream").name == "reduced_downstream"
     assert registry.aliases()["explicitness"] == "modularity"
     assert "gaussian_tc" not in registry.aliases()  # a metric's own name, though unsupervised writes it too
-    with pytest.raises(ValueError, match=r"unknown metric 'migg', 'x'; choose from mig, sap"):
+    with pytest.raises(ValueError, match=r"unknown metric 'migg', 'x'; choose one of mig, sap"):
         registry.parse_names(["migg", "mig", "x"])
     with pytest.raises(ValueError, match="no metric selected"):
         registry.parse_names(" , ")

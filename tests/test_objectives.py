@@ -401,6 +401,8 @@ def test_hparams_text() -> None:
     assert hparams_text({"beta": 16.0, "gamma": 10.0, "d_lr": 0.001}) == "beta 16, gamma 10, d_lr 0.001"
     assert hparams_text({"beta": 20.0, "stratified": 0.0}) == "beta 20"
     assert hparams_text({"beta": 20.0, "stratified": 1.0}) == "beta 20, stratified 1"
+    assert hparams_text({"beta": 1.0, "k": 1.0, "dlib_pairs": 0.0}) == "beta 1, k 1"
+    assert hparams_text({"beta": 1.0, "k": 1.0, "dlib_pairs": 1.0}) == "beta 1, k 1, dlib_pairs 1"
     assert hparams_text({}) == ""
 
 

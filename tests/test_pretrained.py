@@ -75,7 +75,7 @@ def test_none_shipped_and_unknown_name(models, capsys):
     assert "unknown pretrained model 'nope'; no pretrained models are shipped" in capsys.readouterr().err
     (models / "a").mkdir()
     (models / "a" / "config.json").write_text("{}")
-    with pytest.raises(KeyError, match=r"unknown pretrained model 'nope'; known: a \(see `untwine pretrained list`\)"):
+    with pytest.raises(KeyError, match=r"unknown pretrained model 'nope'; choose one of a \(see `untwine pretrained list`\)"):
         untwine.pretrained("nope")
 
 

@@ -251,10 +251,7 @@ def test_real_sweep_cli(tmp_path, toy, capsys):
 def test_a_run_in_training_is_an_incomplete_row_and_one_not_started_a_missing_row(tmp_path, toy):
     """What --collect shows beside a training sweep: a run folder with a log or a checkpoint but no
     summary yet (its first training call is under way) is ``incomplete``; no folder is ``missing``."""
-    from untwine.studies.results import collect
-
     study = parse_study(TOY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
-    run = tmp_path / "toy/vae/seed={}"
     (tmp_path / "toy/vae/seed=0").mkdir(parents=True)
     (tmp_path / "toy/vae/seed=0/metrics.jsonl").write_text('{"step": 2, "split": "train", "loss": 1.0}\n')
     (tmp_path / "toy/vae/seed=1/checkpoint").mkdir(parents=True)

@@ -401,7 +401,8 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
     ref = train(RunConfig(dataset=TINY, model="beta-vae", steps=150, batch_size=8, latents=3, eval_every=150,
                           eval_images=16, device="cpu", seed=7, out=str(tmp_path / "ref")), progress=False).dir
     monkeypatch.setattr(P, "names", lambda: ["ref"])
-    monkeypatch.setattr(P, "path", lambda name: ref)
+    real_path = P.path  # names() patched: it raises for any other name
+    monkeypatch.setattr(P, "path", lambda name: ref if name == "ref" else real_path(name))
     text = (STUDY.replace("steps = 4\n", steps).replace("beta = [1, 4]", "beta = [1]")
             .replace('seed = 5\n', 'seed = 5\nudr_reference = ["ref"]\n')
             .replace("figures = false\n", 'figures = false\nkeep = "udr_lasso"\n'))
@@ -426,7 +427,7 @@ def test_udr_reference_joins_each_settings_pool_and_the_report_names_the_kept_se
     assert "; UDR pool also holds ref</td>" in render(rep)  # the settings table says so
     # bad values name the choices
     with pytest.raises(StudyError,
-                       match=r"eval.udr_reference: 'nope' is not a shipped pretrained model; choose from ref"):
+                       match=r"eval.udr_reference: unknown pretrained model 'nope'; choose one of ref"):
         parse_study(STUDY.replace('seed = 5\n', 'seed = 5\nudr_reference = ["nope"]\n'))
     with pytest.raises(StudyError, match=r": unknown report.keep 'mig'; choose one of udr_lasso, udr_spearman$"):
         parse_study(STUDY.replace("figures = false\n", 'figures = false\nkeep = "mig"\n'))

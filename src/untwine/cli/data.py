@@ -52,10 +52,7 @@ def _root(args: argparse.Namespace) -> Path | None:
 def _spec(name: str):  # type: ignore[no-untyped-def]
     from ..data import registry
 
-    try:
-        return registry.get(name)
-    except KeyError as e:
-        raise UserError(e.args[0]) from None
+    return registry.get(name)  # an unknown name is a UserError
 
 
 def _sizes(spec, source: str) -> tuple[int, ...]:  # type: ignore[no-untyped-def]

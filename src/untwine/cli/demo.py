@@ -67,7 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
     keep = study.report.get("keep")
     if keep and (k := kept_sentence(res.rows, keep, study.udr_reference)):
         print(k)
-    for name in study.report.get("pretrained", []):
+    for name in study.report_option("pretrained"):
         if name in pretrained.names():
             print(f"shipped for comparison: {pretrained.info(name).line()}  (untwine explore {name})")
     print(f"\nreport: {report.resolve()}")
@@ -76,12 +76,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def summary_lines(root: Path, runs: list[str]) -> list[str]:
     """One line per run: validation rec at step 0 -> final, and MIG vs the untrained encoder."""
+    from ..metrics.baseline import baseline_path
     from ..train.files import peek_json
 
     def read(p: Path) -> dict:
         return peek_json(p) or {}
 
-    base = read(root / "baseline" / "dsprites" / "metrics.json").get("mig")
+    base = read(baseline_path(root, "dsprites")).get("mig")
     lines = []
     for name in runs:
         s, m = read(root / name / "summary.json"), read(root / name / "metrics.json")

@@ -61,11 +61,11 @@ def _udr(args: argparse.Namespace, dirs: list[Path]) -> None:
 
     from ..metrics.udr import SCORE_KEYS
     from ..report.tables import COLUMN_LABELS
-    from ..studies.udr import write_udr
+    from ..studies.udr import FILE as udr_file, write_udr
     from ..train.files import peek_json
 
     common = Path(os.path.commonpath([d.resolve() for d in dirs]))
-    out = Path(args.output) if args.output else common / "udr.json"
+    out = Path(args.output) if args.output else common / udr_file
     res = write_udr(dirs, out, seed=args.seed)
     migs = [(peek_json(d / "metrics.json") or {}).get("mig") for d in dirs]
     width = max(len(str(d)) for d in dirs)

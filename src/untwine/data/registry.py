@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UnknownNameError, check_choice
+from ..errors import UnknownNameError, check_choice, choice_message
 from ._files import data_root
 from .cache import cache_dir
 from .protocol import GroundTruthData
@@ -59,10 +59,8 @@ def get(name: str) -> DatasetSpec:
     key = name.lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))} "
-            "(or build your own with untwine.data.from_arrays / from_folder)"
-        )
+        raise UnknownNameError(choice_message(name, sorted(_REGISTRY), "dataset")
+                               + " (or build your own with untwine.data.from_arrays / from_folder)")
     return _REGISTRY[key]
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from ..data.protocol import GroundTruthData
 from ..errors import UserError
 from ..metrics import mig, registry
-from ..report.figures import category_names, latent_order
+from ..report.figures import TRAVERSAL_SPAN, TRAVERSAL_VALUES, category_names, latent_order
 from ..train.run import Run
 
 MIG_SAMPLES = registry.get("mig").sizes["num_train"]  # images encoded for the MI matrix: MIG's own
@@ -87,7 +87,7 @@ class Explorer:
     """
 
     def __init__(self, run: Run, data: GroundTruthData, *, samples: int = MIG_SAMPLES, seed: int = 0,
-                 span: float = 2.0, n_values: int = 9) -> None:
+                 span: float = TRAVERSAL_SPAN, n_values: int = TRAVERSAL_VALUES) -> None:
         if data.observation_shape != (run.model.channels, 64, 64):
             raise UserError(
                 f"dataset {data.name} has observations {data.observation_shape} but the model takes "

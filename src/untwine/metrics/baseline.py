@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Any
 
 
+def baseline_path(root: str | Path, dataset: str) -> Path:
+    """Where a sweep folder ``root`` keeps the baseline's metrics on ``dataset``."""
+    return Path(root) / "baseline" / dataset / "metrics.json"
+
+
 def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
     """Metrics of an *untrained* encoder (seed = the study's first seed, the study's arch and
     latents) on ``dataset``, with the study's metrics, sizes and evaluation seed; written to
@@ -14,7 +19,7 @@ def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
     ``study``: a :class:`untwine.studies.Study`."""
     from untwine.train.files import peek_json
 
-    path = Path(root) / "baseline" / dataset / "metrics.json"
+    path = baseline_path(root, dataset)
     cached = peek_json(path)
     if cached is not None:
         return cached
@@ -45,4 +50,4 @@ def random_baseline(study: Any, dataset: str, root: Path) -> dict[str, Any]:
     return result
 
 
-__all__ = ["random_baseline"]
+__all__ = ["baseline_path", "random_baseline"]

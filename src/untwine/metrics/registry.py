@@ -179,9 +179,9 @@ def parse_names(metrics: Iterable[str] | str) -> list[str]:
     out = [alias.get(normalise(m), normalise(m)) for m in raw]
     bad = [m.strip() for m, n in zip(raw, out) if n not in _REGISTRY]
     if bad:
-        raise UserError(f"unknown metric {', '.join(map(repr, bad))}; choose from {', '.join(_REGISTRY)}")
+        raise UserError(f"unknown metric {', '.join(map(repr, bad))}; choose one of {', '.join(_REGISTRY)}")
     if not out:
-        raise UserError(f"no metric selected; choose from {', '.join(_REGISTRY)}")
+        raise UserError(f"no metric selected; choose one of {', '.join(_REGISTRY)}")
     return list(dict.fromkeys(out))
 
 

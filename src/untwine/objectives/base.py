@@ -80,6 +80,9 @@ class Objective(nn.Module):
     min_batch_size: ClassVar[int] = 1
     # Hyperparameters that must be > 0 (every one must be finite and >= 0), checked by validate().
     positive: ClassVar[tuple[str, ...]] = ()
+    # On/off switches (0 or 1; validate() says what each value means): left out of a run's
+    # description while off (hparams_text).
+    switches: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, dataset_size: int, latents: int, **hparams: Any) -> None:
         super().__init__()

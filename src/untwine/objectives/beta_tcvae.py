@@ -41,6 +41,7 @@ class BetaTCVAE(Objective):
     batched_terms = True  # terms_packed below: one set of kernels for K runs
     params = {"beta": 6.0, "stratified": 0.0, "gamma": 1.0}
     positive = ("beta",)
+    switches = ("stratified",)
     min_batch_size = 2
 
     def validate(self) -> None:

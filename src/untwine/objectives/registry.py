@@ -62,9 +62,11 @@ def names() -> list[str]:
 
 def hparams_text(hparams: dict[str, Any]) -> str:
     """A run's hyperparameters as people write them, e.g. ``"beta 16, gamma 10, d_lr 0.001"``;
-    a switch that is off (``stratified 0``) is left out."""
+    a switch that is off (any objective's ``switches``, e.g. ``stratified 0``) is left out."""
+    _ensure_loaded()
+    switches = {k for cls in _REGISTRY.values() for k in cls.switches}
     return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in hparams.items()
-                     if not (k == "stratified" and not v))
+                     if not (k in switches and not v))
 
 
 def build(name: str, *, dataset_size: int, latents: int, **hparams: Any) -> Objective:

@@ -73,6 +73,7 @@ class _Weak(BetaVAE):
 
     pairs = True
     params = {"beta": 1.0, "k": 1.0, "dlib_pairs": 0.0}
+    switches = ("dlib_pairs",)
     adaptive = False
 
     def validate(self) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingFileError, UnknownNameError, UserError
+from ..errors import MissingFileError, UnknownNameError, UserError, choice_message
 
 MODELS_DIR = Path(__file__).parent / "models"
 MAX_BYTES = 5 * 1024 * 1024  # one shipped model folder, all files
@@ -92,8 +92,10 @@ def path(name: str) -> Path:
             what = f" ({CAVEATS[new]})" if new in CAVEATS else ""
             raise UnknownNameError(f"pretrained model {name!r} was renamed {new!r}{what}; {why}. "
                                    "See `untwine pretrained list`")
-        have = f"known: {', '.join(known)}" if known else "no pretrained models are shipped in this version"
-        raise UnknownNameError(f"unknown pretrained model {name!r}; {have} (see `untwine pretrained list`)")
+        if not known:
+            raise UnknownNameError(f"unknown pretrained model {name!r}; no pretrained models are shipped in "
+                                   "this version")
+        raise UnknownNameError(choice_message(name, known, "pretrained model") + " (see `untwine pretrained list`)")
     return MODELS_DIR / name
 
 

@@ -72,7 +72,13 @@ def latent_order(run: Any, codes: np.ndarray | None = None) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- images
-def traversals(run: Any, data: Any, title: str, span: float = 2.0, n_values: int = 9,
+# A latent traversal sets one latent to TRAVERSAL_VALUES values in [-TRAVERSAL_SPAN, TRAVERSAL_SPAN]
+# (the report's, TensorBoard's and the explorer's strips; a study's [report] traversal_range).
+TRAVERSAL_SPAN = 2.0
+TRAVERSAL_VALUES = 9
+
+
+def traversals(run: Any, data: Any, title: str, span: float = TRAVERSAL_SPAN, n_values: int = TRAVERSAL_VALUES,
                max_rows: int = 10, seed: int = 0) -> Figure:
     """Latent traversal: rows = latent dims sorted by KL, columns = that dim set to values in
     ``[-span, span]`` around a base image's mean code (other dims kept); the base image is shown

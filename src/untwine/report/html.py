@@ -17,7 +17,9 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable
 
+from ..metrics.baseline import baseline_path
 from ..naming import format_value
+from ..studies.execute import EVAL_TIME
 from ..studies.results import collect_for_report
 from ..studies.study import Study, load_sweep_study
 from ..train import files
@@ -92,7 +94,7 @@ def learning_check(rep: Report) -> None:
         if not start and all(r["run"] in rep.recorded for r in grp):  # results.csv has no step-0 rec
             row[3:6] = [NEEDS_FOLDERS, Stat.of([r.get("val_rec") for r in grp]), ""]
         if has_mig:
-            base = (files.peek_json(rep.root / "baseline" / key[0] / "metrics.json") or {}).get("mig")
+            base = (files.peek_json(baseline_path(rep.root, key[0])) or {}).get("mig")
             m = Stat.of([r.get("mig") for r in grp])
             row += [m, fmt(base) if isinstance(base, (int, float))
                     else "needs the sweep's baseline/ folder" if rep.recorded else "not computed"]
@@ -156,7 +158,7 @@ def draw_figures(rep: Report) -> None:
         rep.notes.append("no finished runs: no figures")
         return
     opts = study.report
-    span = float(opts.get("traversal_range", 2.0))
+    span = float(opts.get("traversal_range", F.TRAVERSAL_SPAN))
     here = [r for r in fin if r["run"] not in rep.recorded]  # finished runs whose folders are here
     reps = representatives(rep, here)
 
@@ -250,7 +252,7 @@ def draw_figures(rep: Report) -> None:
         for key, grp in T.group([r for r in fin if r["dataset"] == ds], hps):
             label = key[1] if T.setting_label(key, hps) == "default" else f"{key[1]}\n{T.setting_label(key, hps)}"
             groups.append((label, {m: [r[m] for r in grp if isinstance(r.get(m), float)] for m in metrics}))
-        base = files.peek_json(root / "baseline" / ds / "metrics.json")
+        base = files.peek_json(baseline_path(root, ds))
         _add(rep, f"metrics_{ds}", f"Metrics per model: {ds}",
              "Each metric per model setting (bar: mean over seeds, dots: seeds); dashed line: the same "
              "metric for an untrained encoder.",
@@ -266,7 +268,7 @@ def environment(rep: Report) -> list[tuple[str, str]]:
 
     sums = [files.peek_json(rep.root / r["run"] / "summary.json") or {} for r in rep.rows]
     train_s = sum(float(s.get("wall_time_s") or 0) for s in sums)
-    evals = [files.peek_json(rep.root / r["run"] / "eval_time.json") or {} for r in rep.rows]
+    evals = [files.peek_json(rep.root / r["run"] / EVAL_TIME) or {} for r in rep.rows]
     eval_s = sum(float(e.get("wall_time_s") or 0) for e in evals)
     absent = f" ({len(rep.recorded)} runs without a run folder here not counted)" if rep.recorded else ""
     devices = sorted({str(s.get("device") or (s.get("config") or {}).get("device", "")) for s in sums} - {""})
@@ -466,14 +468,14 @@ def build_report(root: str | Path, figures: bool | None = None,
         rep.headline.append(udr_sentence)
     if "keep" in study.report and (k := selection.kept_sentence(rows, study.report["keep"], study.udr_reference)):
         rep.headline.insert(0, k)
-    rep.shipped, missing = S.resolve([str(n) for n in study.report.get("pretrained", [])])
+    rep.shipped, missing = S.resolve([str(n) for n in study.report_option("pretrained")])
     rep.notes += missing
     if rep.shipped:
         rep.tables.insert(0, S.comparison_table(r, rows, rep.shipped))
         sentence = S.disentangled_sentence(rows)
         if sentence:
             rep.headline.insert(0, sentence)
-    if figures if figures is not None else study.report.get("figures", True):
+    if figures if figures is not None else study.report_option("figures"):
         draw_figures(rep)
     return rep
 

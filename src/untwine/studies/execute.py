@@ -23,6 +23,7 @@ from untwine.train.files import peek_json
 from untwine.train.log import jsonable as _jsonable, write_json
 
 FAILED = "failed.json"
+EVAL_TIME = "eval_time.json"  # {"wall_time_s": the evaluation's seconds}
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def finish_run(spec: RunSpec, cfg: Any, run: Any, t0: float) -> RunOutcome:
         result = _evaluate(run, _data(cfg), spec)
         result = dict(result)
         write_json(d / "metrics.json", _jsonable(result))
-        write_json(d / "eval_time.json", {"wall_time_s": time.perf_counter() - t_eval})
+        write_json(d / EVAL_TIME, {"wall_time_s": time.perf_counter() - t_eval})
     except Exception as e:
         return _failed(spec, stage, e, t0)
     (d / FAILED).unlink(missing_ok=True)

@@ -25,16 +25,13 @@ def steps_left(spec: RunSpec) -> int:
     """Training steps pending run ``spec`` has left: its ``steps`` less its newest checkpoint's step
     (read from the checkpoint's manifest, unverified: an estimate for the ETA)."""
     from ..train import checkpoint
-    from ..train.files import peek_json
 
     steps = int(spec.config.get("steps") or 0)
-    for name in checkpoint.ORDER:
-        try:
-            done = int((peek_json(spec.dir / name / checkpoint.MANIFEST) or {})["step"])
-        except (KeyError, TypeError, ValueError):  # no manifest, or one without a step
-            continue
-        return max(steps - done, 0)
-    return steps
+    try:
+        done = int((checkpoint.newest_manifest(spec.dir) or {})["step"])
+    except (KeyError, TypeError, ValueError):  # no manifest, or one without a step
+        return steps
+    return max(steps - done, 0)
 
 
 def clock_text(seconds: float) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from ..naming import format_value
 from ..train import files
 from ..train.files import RunFolderError
-from .execute import FAILED, finished
+from .execute import EVAL_TIME, FAILED, finished
 from .study import Study
 
 # Preferred column orders; anything else follows alphabetically.
@@ -251,7 +251,7 @@ def write_timings(study: Study, root: str | os.PathLike, path: str | os.PathLike
     for name, _ in study.expand():
         d = r / name
         s = _read(files.read_summary, d / "summary.json", []) or {}
-        e = _read(lambda q: files.read_json(q, f"delete {q}"), d / "eval_time.json", []) or {}
+        e = _read(lambda q: files.read_json(q, f"delete {q}"), d / EVAL_TIME, []) or {}
         status = "failed" if (d / FAILED).is_file() else s.get("status", "missing")
         w.writerow([
             name, status, s.get("steps", ""),

@@ -34,14 +34,19 @@ STUDY_KEYS = {"name": str, "datasets": list, "seeds": list, "description": str}
 EVAL_KEYS = {"metrics": list, "sizes": dict, "seed": int, "dci_backend": str, "udr_reference": list}
 MODEL_KEYS = {"name": str, "grid": dict, "train": dict}
 REPORT_KEYS = {
-    "title": str,  # page title (default: the study name)
-    "cluster_factor": str,  # factor that colours the latent-cluster figure (default: shape/digit/first)
-    "traversal_range": float,  # latent traversal goes from -r to r (default 2.0)
-    "baseline": bool,  # evaluate an untrained encoder per dataset for comparison (default true)
-    "figures": bool,  # draw figures (default true)
+    "title": str,  # page title (default: "Study NAME")
+    "cluster_factor": str,  # factor that colours the latent-cluster figure (default: report.figures.pick_factor's)
+    "traversal_range": float,  # latent traversal goes from -r to r (default: report.figures.TRAVERSAL_SPAN)
+    "baseline": bool,  # evaluate an untrained encoder per dataset for comparison
+    "figures": bool,  # draw figures
     "pretrained": list,  # shipped pretrained models shown beside the study's runs (untwine pretrained list)
     "keep": str,  # "udr_lasso"/"udr_spearman": name the seed this label-free score keeps per setting
 }
+# The [report] defaults that are plain values (Study.report_option reads a key with its default).
+REPORT_DEFAULTS: dict[str, Any] = {"baseline": True, "figures": True, "pretrained": []}
+# A study's runs default to this many torch threads each (RunConfig's default is torch's own):
+# a sweep runs several at once, one per core (studies.sweep.default_jobs).
+STUDY_THREADS = 1
 KEEP_SCORES = SCORE_KEYS  # the label-free scores a setting can keep a seed by
 # RunConfig fields a study sets itself (per run) and that [train] may therefore not set.
 RUN_OWNED = ("dataset", "model", "hparams", "seed", "out")
@@ -77,6 +82,11 @@ class Study:
     text: str = ""  # the TOML source (copied into the sweep folder)
     references: list[Reference] = field(default_factory=list)  # [[reference]]: published tables
     claims: list[Claim] = field(default_factory=list)  # [[claim]]: published scalars (best MIG...)
+
+    def report_option(self, key: str) -> Any:
+        """``[report] key`` as set, else its default in :data:`REPORT_DEFAULTS` (``None`` for a key
+        whose default the report computes: title, cluster_factor, traversal_range, keep)."""
+        return self.report.get(key, REPORT_DEFAULTS.get(key))
 
     @property
     def metrics(self) -> list[str] | None:
@@ -117,7 +127,7 @@ class Study:
                     for seed in self.seeds:
                         # one torch thread per run unless the study says otherwise: the thread
                         # count is part of what a run computes, so every backend gets the same one
-                        kw = {"threads": 1, **self.train, **m.train}
+                        kw = {"threads": STUDY_THREADS, **self.train, **m.train}
                         kw.update(dataset=ds, model=m.name, hparams=dict(hp), seed=int(seed))
                         out.append((run_name(ds, m.name, hp, seed), kw))
         return out
@@ -343,14 +353,10 @@ def _eval_section(ev: dict, where: str) -> dict:
 
         refs = list_of(ev["udr_reference"], str, where, "eval.udr_reference")
         for n in refs:
-            if n not in pretrained.names():
-                if n in pretrained.RENAMED:
-                    try:
-                        pretrained.path(n)  # raises, saying what it became and why
-                    except KeyError as e:
-                        raise StudyError(f"{where}: eval.udr_reference: {e}") from None
-                raise StudyError(f"{where}: eval.udr_reference: {n!r} is not a shipped pretrained model; "
-                                 f"choose from {', '.join(pretrained.names())} (untwine pretrained list)")
+            try:
+                pretrained.path(n)  # for a renamed model, the error says what it became and why
+            except KeyError as e:
+                raise StudyError(f"{where}: eval.udr_reference: {e}") from None
         out["udr_reference"] = refs
     return out
 
@@ -395,14 +401,11 @@ def _objective_names() -> list[str]:
 def _check_datasets(datasets: list[str], where: str) -> None:
     from untwine import data
 
-    known = data.names()
     for ds in datasets:
         try:
             data.get(ds)  # accepts aliases (3dshapes -> shapes3d)
-        except KeyError:
-            raise StudyError(
-                f"{where}: unknown dataset {ds!r} in study.datasets; known: {', '.join(known)}"
-            ) from None
+        except KeyError as e:
+            raise StudyError(f"{where}: study.datasets: {e}") from None
     if len(set(datasets)) != len(datasets):
         raise StudyError(f"{where}: study.datasets has duplicates: {datasets}")
 

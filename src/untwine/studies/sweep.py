@@ -27,7 +27,7 @@ from .execute import (FAILED, RunOutcome, RunSpec, Unit, _config, execute_pack,
                       execute_run, execute_unit, finish_run, is_finished, record_failure, unit_specs,
                       write_json)
 from .progress import ProgressView
-from .study import Study
+from .study import STUDY_THREADS, Study
 
 
 @dataclass
@@ -80,11 +80,11 @@ def plan_units(specs: Sequence[RunSpec], pack: int, configs: Mapping[str, Any] |
     return [[specs[i] for i in chunk] for chunk in sorted(chunks, key=lambda c: c[0])]
 
 
-def default_jobs(n_runs: int, threads: int = 1) -> int:
+def default_jobs(n_runs: int, threads: int = STUDY_THREADS) -> int:
     """Worker processes for the local backend: as many runs at once as the CPU has room for at
-    ``threads`` torch threads each (one per core for the studies' default of 1 thread: on the 2-core
-    test machine two 1-thread runs did 1.26-1.31x the images of one 2-thread run, docs/speed.md);
-    1 on a GPU machine."""
+    ``threads`` torch threads each (one per core at the studies' default, ``STUDY_THREADS``: on the
+    2-core test machine two 1-thread runs did 1.26-1.31x the images of one 2-thread run,
+    docs/speed.md); 1 on a GPU machine."""
     try:
         import torch
 
@@ -152,7 +152,7 @@ def sweep(
                           f"{sum(len(u) == 1 for u in units)} alone")
             work: list[Any] = units if pack > 1 else pending  # pack=1: plain specs, as always
             run_all(work, n_jobs, on_start=view.start, on_done=on_done, **dict(backend_options or {}))
-            if study.report.get("baseline", True):
+            if study.report_option("baseline"):
                 view.note("evaluating an untrained encoder per dataset (baseline)")
                 for ds in study.datasets:
                     try:

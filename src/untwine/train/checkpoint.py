@@ -52,6 +52,16 @@ ORDER = (NEW, LATEST, PREV)  # newest first
 
 
 # ---------------------------------------------------------------------------------- finding
+def newest_manifest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a run's newest checkpoint that has a readable one (``ORDER``), read but not
+    verified: cheap, for estimates (steps left) and fingerprints; ``None`` if there is none."""
+    for name in ORDER:
+        m = files.peek_json(Path(run_dir) / name / MANIFEST)
+        if isinstance(m, dict):
+            return m
+    return None
+
+
 def find(run_dir: str | os.PathLike) -> Path | None:
     """The newest intact checkpoint folder of a run, or ``None`` if it has none.
 

@@ -235,11 +235,7 @@ class RunConfig:
         if check_dataset:
             from .. import data
 
-            try:
-                spec = data.get(self.dataset)
-            except KeyError as e:
-                raise UserError(e.args[0]) from None
-            spec.check_source(self.source)
+            data.get(self.dataset).check_source(self.source)  # an unknown name: a UserError
 
         eval_every = self.eval_every or min(EVAL_EVERY_MAX, max(1, self.steps // EVAL_EVERY_DIV))
         checkpoint_every = self.checkpoint_every or min(CHECKPOINT_EVERY_MAX, max(1, self.steps // CHECKPOINT_EVERY_DIV))

@@ -20,6 +20,7 @@ R/summary.json     :func:`read_summary`             delete it; ``--resume`` writ
 R/metrics.jsonl    :func:`read_jsonl`               a damaged last line is dropped (warning)
 R/metrics.json     :func:`read_metrics_json`        delete it; the sweep evaluates the run again
 R/failed.json      :func:`read_failed_json`         delete it; the sweep retries the run
+R/eval_time.json   :func:`read_json` (a sweep's)    delete it; timings.csv then leaves it blank
 R/checkpoint/*     :mod:`untwine.train.checkpoint`  the previous checkpoint is used (warning)
 S/results.csv      ``studies.results.read_results`` restore it, or delete it and re-run the sweep
 S/study.json       :func:`read_study_json`          delete it; ``untwine sweep`` writes it again

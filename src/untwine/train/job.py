@@ -412,12 +412,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 
 def _check_same_run(saved: RunConfig, cfg: RunConfig, out: Path) -> None:
     a, b = saved.to_dict(), cfg.to_dict()
+    may_change = [k for k in a if k in RESUMABLE_CHANGES and k != "out"]  # in RunConfig's order
     for k in a:
         if k not in RESUMABLE_CHANGES and a[k] != b[k]:
             raise UserError(
                 f"{out} holds a run with {k}={a[k]!r}, not {b[k]!r}; resume it with the same "
-                "settings (only steps, eval_every, checkpoint_every, log_every, device, compile, threads and "
-                "tensorboard may change) or choose another out folder"
+                f"settings (only {', '.join(may_change[:-1])} and {may_change[-1]} may change) or choose "
+                "another out folder"
             )
 
 

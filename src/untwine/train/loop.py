@@ -44,7 +44,8 @@ from .job import Job, Opened, _logs, load_optimizer_state, make_adam, open_run
 from .log import Progress, to_python
 from .packed import BACKENDS, PackedStep, check_packable
 from .run import Run
-from .speed import compile_mode, compiled_step, flush_denormal, model_forward, step_forward, torch_threads
+from .speed import (compile_mode, compiled_step, flush_denormal, model_forward, resolve_device, step_forward,
+                    torch_threads)
 
 
 def train(
@@ -127,7 +128,7 @@ def _fit(
             "resume them one by one with untwine.train.train(config, resume=True)"
         )
     cfg = opened[todo[0]].cfg  # type: ignore[union-attr]
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if data is None:
         data = load(cfg.dataset, cfg.source, cfg.data_root)
     with torch_threads(cfg.threads), flush_denormal():  # denormals: docs/speed.md
@@ -267,12 +268,6 @@ def _fused_step(job: Job, cfg: RunConfig, device: torch.device) -> Callable[...,
         return terms, _logs(terms, x, mu, logvar, z, logits, job.tc_fn, job.train_size)
 
     return compiled_step(step, mode, device)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class _StopOnSigint:

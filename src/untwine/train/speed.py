@@ -219,6 +219,13 @@ def bf16_learns_the_same(model: str, hparams: Mapping[str, float]) -> bool:
     return objectives.get(model).check_hparams(hparams)["beta"] > 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """``RunConfig.device`` as a device: ``"auto"`` is CUDA if available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def resolve_precision(setting: str, device: str, threads: int = 0, model: str | None = None,
                       hparams: Mapping[str, float] | None = None) -> str:
     """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` on a CUDA
@@ -229,9 +236,8 @@ def resolve_precision(setting: str, device: str, threads: int = 0, model: str | 
         return setting
     if model is not None and not bf16_learns_the_same(model, hparams or {}):
         return "fp32"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    kind = torch.device(device).type
+    device = resolve_device(str(device))
+    kind = device.type
     if kind == "cuda":
         return "bf16" if bf16_native(device) else "fp32"
     if kind == "cpu":
