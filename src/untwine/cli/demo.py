@@ -37,7 +37,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "Interrupt and re-run to resume.",
     )
     p.add_argument("--out", default="untwine-demo", help="output folder (default ./untwine-demo)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per model (default: the demo study's, 8000)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per model (default: the demo study's, studies/shipped/demo.toml)")
     p.add_argument("--jobs", type=int, default=None, help="models trained in parallel (default: by CPU count)")
     p.add_argument("--quiet", action="store_true", help="no live progress view")
     p.set_defaults(func=run_demo)

@@ -34,6 +34,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
+    from ..pretrained import MAX_BYTES
+
     p = sub.add_parser("pretrained", help="list the shipped pretrained models, print one's run folder, ship a run",
                        description="Models shipped in the package; each is a run folder that `untwine evaluate` "
                        "and `untwine explore` accept.")
@@ -42,7 +44,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     q = ps.add_parser("path", help="print a model's run folder, e.g. untwine evaluate \"$(untwine pretrained path NAME)\"")
     q.add_argument("name")
     q.set_defaults(func=_path)
-    e = ps.add_parser("export", help="turn a finished run folder into a shipped model (weights only, < 5 MB)",
+    e = ps.add_parser("export", help=f"turn a finished run folder into a shipped model (weights only, under {MAX_BYTES / 2**20:g} MB)",
                       description="Copy a finished, evaluated run into the package's models folder: weights "
                       "without optimizer state, config/summary/metrics and the command that trained it.")
     e.add_argument("run_dir", help="finished run folder (run `untwine evaluate RUN_DIR` first)")

@@ -24,7 +24,8 @@ def _help() -> dict[str, str]:
 
     return {
         "dataset": "dataset name (untwine data list)",
-        "source": "dataset source, e.g. official or procedural (default: official if present)",
+        "source": "dataset source, e.g. official or procedural (default: the first of the dataset's sources "
+                  "that is present, in untwine data list's order)",
         "out": f"run folder (default {c.DEFAULT_OUT.replace('{', '<').replace('}', '>')})",
         "device": f"{', '.join(c.DEVICES)} or cuda:N",
         "arch": " or ".join(ARCHITECTURES),

@@ -78,7 +78,8 @@ _KEEP = 2
 def load(
     name: str, source: str | None = None, root: str | os.PathLike | None = None, *, reuse: bool = True
 ) -> GroundTruthData:
-    """Load dataset ``name`` from ``source`` (``None``: official if present, else procedural).
+    """Load dataset ``name`` from ``source`` (``None``: the first of its
+    ``sources`` that is present; official files come before offline fallbacks).
 
     With ``reuse`` (default) a dataset already loaded in this process with the same arguments and
     directories is returned again instead of being read from disk.
