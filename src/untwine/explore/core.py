@@ -24,11 +24,12 @@ from PIL import Image
 from ..data.protocol import GroundTruthData
 from ..errors import UserError
 from ..metrics import mig, registry
+from ..metrics.udr import KL_THRESHOLD
 from ..report.figures import TRAVERSAL_SPAN, TRAVERSAL_VALUES, category_names, latent_order
 from ..train.run import Run
 
 MIG_SAMPLES = registry.get("mig").sizes["num_train"]  # images encoded for the MI matrix: MIG's own
-INACTIVE_KL = 0.01  # nats: a latent whose KL is below this carries (almost) nothing
+INACTIVE_KL = KL_THRESHOLD  # nats: a latent whose KL is below this carries (almost) nothing (as UDR's filter)
 Z_MAX = 100.0  # |z_i| allowed: 100 prior standard deviations, far past any slider
 
 
