@@ -9,8 +9,9 @@ objective's own or minibatch TC estimate (FactorVAE: its discriminator's), see
 :func:`validation_terms`.
 ``status`` is ``finished`` (:func:`~untwine.studies.execute.finished`: trained to the study's
 ``steps`` and evaluated), ``failed``, ``incomplete`` (started: a log, a checkpoint or a summary,
-but not finished: still training, or trained to fewer steps than the study now asks), ``missing`` (no run folder files) or ``damaged`` (a file of the run
-folder is damaged: ``error`` names it and the fix).
+but not finished: still training, or trained to fewer steps than the study now asks), ``missing``
+(no run folder files) or ``damaged`` (a file of the run folder is damaged: ``error`` names it and
+the fix).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ REPORT_KEYS = {
     "keep": str,  # "udr_lasso"/"udr_spearman": name the seed this label-free score keeps per setting
 }
 # The [report] defaults that are plain values (Study.report_option reads a key with its default).
-REPORT_DEFAULTS: dict[str, Any] = {"baseline": True, "figures": True, "pretrained": []}
+REPORT_DEFAULTS: dict[str, Any] = {"baseline": True, "figures": True, "pretrained": ()}  # immutable: shared
 # A study's runs default to this many torch threads each (RunConfig's default is torch's own):
 # a sweep runs several at once, one per core (studies.sweep.default_jobs).
 STUDY_THREADS = 1

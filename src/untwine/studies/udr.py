@@ -33,9 +33,10 @@ def fingerprint(run_dir: str | os.PathLike) -> str | None:
     """SHA-256 of the model file of a run's newest checkpoint, as its manifest records it (read,
     not recomputed: cheap for a study of many runs; loading the run verifies it); computed for a
     checkpoint without a manifest (a shipped model); ``None`` without a checkpoint."""
+    manifest = checkpoint.newest_manifest(run_dir) or {}
     try:
-        return str(checkpoint.newest_manifest(run_dir)["files"][checkpoint.MODEL_FILE]["sha256"])  # type: ignore[index]
-    except (KeyError, TypeError):  # no manifest
+        return str(manifest["files"][checkpoint.MODEL_FILE]["sha256"])
+    except (KeyError, TypeError):  # no manifest, or one without the model's hash
         pass
     model = Path(run_dir) / checkpoint.LATEST / checkpoint.MODEL_FILE  # a shipped model: no manifest
     if model.is_file():
