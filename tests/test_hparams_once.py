@@ -58,6 +58,19 @@ def test_auto_precision_takes_beta_vae_default_beta_from_the_objective(monkeypat
     assert speed.bf16_learns_the_same("beta-vae", {"beta": 4.0})
 
 
+def test_auto_precision_rule_is_the_objectives_own():
+    # The rule lives on the objective class; pair objectives subclass beta-VAE but were not
+    # measured, so their beta 1 (the default) does not inherit beta-VAE's fp32.
+    assert not objectives.get("vae").bf16_learns_the_same({})
+    assert not speed.bf16_learns_the_same("vae", {})
+    assert not speed.bf16_learns_the_same("beta-vae", {"beta": 1.0})
+    assert objectives.get("ada-gvae").params["beta"] == 1.0
+    assert speed.bf16_learns_the_same("ada-gvae", {})
+    assert speed.bf16_learns_the_same("factor-vae", {"gamma": 35.0})
+    with pytest.raises(UserError, match=r"^unknown model 'vea'"):
+        speed.bf16_learns_the_same("vea", {})
+
+
 def _count_resolutions(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = speed.resolve_precision

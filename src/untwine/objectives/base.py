@@ -125,6 +125,13 @@ class Objective(nn.Module):
             if not self.hparams[k] > 0:
                 raise ValueError(f"{self.name}: {k} must be > 0, got {self.hparams[k]}")
 
+    @classmethod
+    def bf16_learns_the_same(cls, hparams: Mapping[str, float]) -> bool:
+        """Whether ``precision = "auto"`` may train this objective in bf16, given its checked
+        ``hparams`` (:meth:`check_hparams`). True unless bf16 was measured to learn less than fp32
+        (``docs/results/precision_check``); an objective with such a measurement overrides it."""
+        return True
+
     def terms(
         self,
         x: torch.Tensor,

@@ -16,6 +16,11 @@ class VAE(Objective):
     random_terms = False
     batched_terms = True  # terms_packed below: one set of kernels for K runs
 
+    @classmethod
+    def bf16_learns_the_same(cls, hparams) -> bool:
+        """False: measured as beta-VAE at beta 1 (:meth:`BetaVAE.bf16_learns_the_same`)."""
+        return False
+
     def terms(self, x, mu, logvar, z, logits, step) -> dict[str, torch.Tensor]:
         rec = bernoulli_rec(logits, x)
         kl = kl_per_dim(mu, logvar).sum()

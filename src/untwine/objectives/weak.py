@@ -84,6 +84,12 @@ class _Weak(BetaVAE):
         if d not in (0, 1):
             raise ValueError(f"{self.name}: dlib_pairs must be 0 (the paper's pairs) or 1 (dlib's), got {d}")
 
+    @classmethod
+    def bf16_learns_the_same(cls, hparams) -> bool:
+        """True at every beta: beta-VAE's beta-1 measurement (:meth:`BetaVAE.bf16_learns_the_same`)
+        was made on single images, not on pairs; ``auto`` keeps the device's choice."""
+        return True
+
     @staticmethod
     def combine(mu1, lv1, mu2, lv2) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -207,16 +207,14 @@ def measure_cpu_bf16(threads: int, rounds: int = 3, steps: int = 4) -> float:
 
 
 def bf16_learns_the_same(model: str, hparams: Mapping[str, float]) -> bool:
-    """Whether ``precision = "auto"`` may pick bf16 for this objective. False where bf16 was
-    measured not to learn what fp32 learns (``docs/results/precision_check``): the plain VAE and
-    beta-VAE with beta <= 1, where bf16 runs ended with lower MIG (0.026 vs 0.041 at 5,000 steps,
-    5 seeds each, Welch p = 0.04) while beta 16 and FactorVAE (gamma 10) learned the same.
-    A beta left out is the objective's default (``params``)."""
-    if model != "beta-vae":
-        return model != "vae"
+    """Whether ``precision = "auto"`` may pick bf16 for objective ``model`` with ``hparams`` (those
+    left out take the objective's defaults): the objective's own
+    :meth:`~untwine.objectives.Objective.bf16_learns_the_same` (False for the plain VAE and for
+    beta-VAE with beta <= 1, measured in ``docs/results/precision_check``)."""
     from .. import objectives
 
-    return objectives.get(model).check_hparams(hparams)["beta"] > 1
+    cls = objectives.get(model)
+    return cls.bf16_learns_the_same(cls.check_hparams(hparams))
 
 
 def resolve_device(name: str) -> torch.device:
