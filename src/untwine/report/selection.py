@@ -14,6 +14,7 @@ from ..metrics.udr import SCORE_KEYS
 from .tables import Table, fmt
 
 VARIANTS = tuple((k, T.COLUMN_LABELS[k]) for k in SCORE_KEYS)  # (column, label) of each UDR score
+KEEP = SCORE_KEYS[0]  # the lasso UDR (dlib's default): the score that keeps a seed, and marks a seed as scored
 
 
 def _num(v: Any) -> float | None:
@@ -39,7 +40,7 @@ def _settings(rows: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, An
     hps = T.hp_columns(rows)
     out = []
     for key, grp in T.group(rows, hps):
-        mine = sorted((r for r in grp if _num(r.get("udr_lasso")) is not None), key=lambda r: r["seed"])
+        mine = sorted((r for r in grp if _num(r.get(KEEP)) is not None), key=lambda r: r["seed"])
         if len(mine) >= 2:
             out.append((key, mine))
     return out
@@ -58,21 +59,20 @@ def udr_table(rows: list[dict[str, Any]]) -> Table | None:
               "the Lasso's shrinkage; Spearman: |rank correlations|). It needs no factors; MIG does. "
               "'picked by' names the scores whose highest value among the setting's seeds is this seed "
               "(none on a tie: the Spearman UDR of exactly two seeds is symmetric, so always tied).",
-              ["dataset", "model", "setting", "seed", "mig", "udr_lasso", "udr_spearman", "picked by"])
+              ["dataset", "model", "setting", "seed", "mig", *SCORE_KEYS, "picked by"])
     for key, grp in settings:
         picks = {label: _pick(grp, col) for col, label in (("mig", "MIG"),) + VARIANTS}
         for r in grp:
-            mig = _num(r.get("mig"))
-            t.rows.append([key[0], key[1], T.setting_label(key, hps), r["seed"],
-                           fmt(mig) if mig is not None else "", fmt(r["udr_lasso"]),
-                           fmt(r["udr_spearman"]) if _num(r.get("udr_spearman")) is not None else "",
-                           ", ".join(k for k, s in picks.items() if s == r["seed"])])
+            scores = [_num(r.get(c)) for c in ("mig", *SCORE_KEYS)]
+            t.rows.append([key[0], key[1], T.setting_label(key, hps), r["seed"]]
+                          + ["" if v is None else fmt(v) for v in scores]
+                          + [", ".join(k for k, s in picks.items() if s == r["seed"])])
     return t
 
 
 def agreement(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How often UDR's pick is MIG's: ``{"settings": n, "udr_lasso": k, "udr_spearman": k,
-    "chance": expected k of a random pick (sum of 1 / seeds)}`` over the settings where every seed
+    """How often UDR's pick is MIG's: ``{"settings": n, "chance": expected k of a random pick (sum
+    of 1 / seeds)}`` and ``k`` per UDR score (``udr_lasso``, ``udr_spearman``: ``SCORE_KEYS``) over the settings where every seed
     has MIG and UDR (and MIG's highest value is one seed's); ``None`` if there is none. A tie in
     UDR counts as no agreement."""
     both = [grp for _, grp in _settings(rows) if _pick(grp, "mig") not in (None, TIE)]
@@ -97,13 +97,13 @@ def picks_table(rows: list[dict[str, Any]]) -> Table | None:
               "highest UDR, no pick, counted as no agreement). Last row: in how many settings the two "
               f"agree; a random seed would agree in {agree['chance']:.2f} of {agree['settings']} on "
               "average.",
-              ["dataset", "model", "setting", "seeds", "MIG's pick", "UDR lasso's pick", "UDR Spearman's pick"])
+              ["dataset", "model", "setting", "seeds", "MIG's pick"] + [f"{label}'s pick" for _, label in VARIANTS])
     for key, grp in settings:
         t.rows.append([key[0], key[1], T.setting_label(key, hps), len(grp)]
-                      + [_text(_pick(grp, c)) for c in ("mig", "udr_lasso", "udr_spearman")])
+                      + [_text(_pick(grp, c)) for c in ("mig", *SCORE_KEYS)])
     n = agree["settings"]
-    t.rows.append(["all", "", f"{n} setting{'s' if n != 1 else ''}", "", "",
-                   f"{agree['udr_lasso']} of {n} = MIG's", f"{agree['udr_spearman']} of {n} = MIG's"])
+    t.rows.append(["all", "", f"{n} setting{'s' if n != 1 else ''}", "", ""]
+                  + [f"{agree[c]} of {n} = MIG's" for c in SCORE_KEYS])
     return t
 
 
@@ -117,12 +117,13 @@ def headline(rows: list[dict[str, Any]]) -> str | None:
     if a is None:
         return None
     n = a["settings"]
-    return (f"UDR's pick among a setting's seeds (no factors needed) is MIG's pick in {a['udr_lasso']} of {n} "
-            f"setting{'s' if n != 1 else ''} (lasso) and {a['udr_spearman']} of {n} (Spearman); a random seed: "
-            f"{a['chance']:.2f} of {n} on average.")
+    counts = [f"{a[c]} of {n}" + (f" setting{'s' if n != 1 else ''}" if i == 0 else "")
+              + f" ({label.removeprefix('UDR ')})" for i, (c, label) in enumerate(VARIANTS)]
+    return (f"UDR's pick among a setting's seeds (no factors needed) is MIG's pick in {' and '.join(counts)}; "
+            f"a random seed: {a['chance']:.2f} of {n} on average.")
 
 
-def kept(rows: list[dict[str, Any]], col: str = "udr_lasso") -> list[dict[str, Any]]:
+def kept(rows: list[dict[str, Any]], col: str = KEEP) -> list[dict[str, Any]]:
     """The row each setting keeps by ``col`` (its highest value among the setting's seeds; none on
     a tie), study order."""
     out = []
@@ -132,7 +133,7 @@ def kept(rows: list[dict[str, Any]], col: str = "udr_lasso") -> list[dict[str, A
     return out
 
 
-def kept_sentence(rows: list[dict[str, Any]], col: str = "udr_lasso", references: Sequence[str] = ()) -> str | None:
+def kept_sentence(rows: list[dict[str, Any]], col: str = KEEP, references: Sequence[str] = ()) -> str | None:
     """One sentence naming the run each setting keeps by ``col`` (no factors used) and, as a check,
     its MIG; ``None`` when no setting has a pick."""
     from .shipped import verdict

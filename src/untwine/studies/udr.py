@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..metrics.udr import CORRELATIONS as VARIANTS, NUM_DATA_POINTS
+from ..metrics.udr import CORRELATIONS, NUM_DATA_POINTS, SCORE_KEYS
 from ..train import checkpoint, files
 from ..train.files import RunFolderError
 from ..train.log import write_json
@@ -68,7 +68,7 @@ def write_udr(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, see
     dirs = [Path(d) for d in run_dirs]
     runs = [load_run(d) for d in dirs]
     with torch_threads(int(runs[0].config.threads or 0)):  # as the runs were evaluated
-        res = udr_runs(runs, num_data_points=num_data_points, seed=seed, correlations=VARIANTS)
+        res = udr_runs(runs, num_data_points=num_data_points, seed=seed, correlations=CORRELATIONS)
     labels = list(labels) if labels is not None else [None] * len(dirs)
     res["runs"] = [lab if lab is not None else _rel(d, out.parent) for d, lab in zip(dirs, labels)]
     res["fingerprints"] = [fingerprint(d) for d in dirs]
@@ -83,7 +83,7 @@ def _cached(path: Path, names: list[str], prints: list[str], seed: int) -> dict[
         return None
     same = (c.get("runs") == names and c.get("fingerprints") == prints and c.get("seed") == seed
             and c.get("num_data_points") == NUM_DATA_POINTS)
-    return c if same and all(isinstance(c.get(f"udr_{v}"), list) for v in VARIANTS) else None
+    return c if same and all(isinstance(c.get(k), list) for k in SCORE_KEYS) else None
 
 
 def _references(study: Any) -> list[tuple[str, Path, str | None]]:
@@ -124,5 +124,5 @@ def add_udr(study: Any, root: str | os.PathLike, rows: list[dict[str, Any]], com
         if res is None:
             continue
         for i, row in enumerate(mine):
-            for v in VARIANTS:
-                row[f"udr_{v}"] = float(res[f"udr_{v}"][i])
+            for k in SCORE_KEYS:
+                row[k] = float(res[k][i])
