@@ -22,12 +22,6 @@ import sys
 import numpy as np
 
 
-def gaussian_tc(codes: np.ndarray) -> float:
-    """``0.5 (sum log C_dd - log det C)`` of the sample covariance, nats."""
-    c = np.cov(codes.T)
-    return float(0.5 * (np.log(np.diag(c)).sum() - np.linalg.slogdet(c)[1]))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
@@ -40,7 +34,7 @@ def main() -> int:
     import torch
 
     from untwine.data import load
-    from untwine.metrics import discrete_entropy, discrete_mutual_info, histogram_discretize, mig
+    from untwine.metrics import gaussian_total_correlation as gaussian_tc, latent_nmi, mig
     from untwine.train import load_run
 
     torch.set_num_threads(1)
@@ -62,10 +56,7 @@ def main() -> int:
         print(f"  latent mean variances: {np.round(np.sort(var)[::-1], 3)}; active: {len(act)}")
         line = f"  Gaussian TC of the mean codes: all latents {gaussian_tc(c):.3f} nats"
         if len(act) >= 2:
-            b = histogram_discretize(c[:, act])  # MIG's bins
-            h = discrete_entropy(b)
-            nmi = discrete_mutual_info(b, b) / np.sqrt(np.outer(h, h))
-            off = nmi[~np.eye(len(act), dtype=bool)]
+            off = latent_nmi(c[:, act])[~np.eye(len(act), dtype=bool)]  # MIG's bins
             line += f", active only {gaussian_tc(c[:, act]):.3f}; largest NMI between two active latents {off.max():.3f}"
         print(line)
         print(f"  MIG {r['mig']:.3f}; per factor " + ", ".join(

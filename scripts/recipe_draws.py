@@ -44,15 +44,12 @@ def run_folders(sweep: Path) -> list[Path]:
 def max_pair_nmi(codes: np.ndarray, active: float = 0.05) -> float:
     """Largest normalised discrete MI between two latents whose means vary (variance > ``active``),
     20 bins as MIG: a label-free sign of a rotated (entangled) pair; nan with < 2 such latents."""
-    from untwine.metrics import discrete_entropy, discrete_mutual_info, histogram_discretize
+    from untwine.metrics import latent_nmi
 
     act = np.where(codes.var(0) > active)[0]
     if len(act) < 2:
         return float("nan")
-    b = histogram_discretize(codes[:, act])  # MIG's bins
-    h = discrete_entropy(b)
-    nmi = discrete_mutual_info(b, b) / np.sqrt(np.outer(h, h))
-    return float(nmi[~np.eye(len(act), dtype=bool)].max())
+    return float(latent_nmi(codes[:, act])[~np.eye(len(act), dtype=bool)].max())  # MIG's bins
 
 
 def draw_row(run_dir: Path, n: int, cache: dict) -> dict:

@@ -138,6 +138,20 @@ def test_unsupervised_scores_under_rescaling_and_degenerate_codes():
         um.unsupervised_scores(bad)
 
 
+def test_latent_nmi_known_answers():
+    rng = np.random.default_rng(0)
+    u = rng.uniform(size=(20000, 1))
+    # a copy, a flipped and rescaled copy (a bijection of the 20 bins), an independent draw, a constant
+    z = np.concatenate([u, u, 5.0 - 2.0 * u, rng.uniform(size=(20000, 1)), np.ones((20000, 1))], axis=1)
+    n = um.latent_nmi(z)
+    assert n.shape == (5, 5) and np.allclose(n, n.T)
+    assert np.allclose(np.diag(n)[:4], 1.0) and n[4, 4] == 0.0 and not n[4].any()
+    assert n[0, 1] == pytest.approx(1.0) and n[0, 2] == pytest.approx(1.0)
+    assert 0.0 < n[0, 3] < 0.01  # independent: only the plug-in estimate's small positive bias
+    with pytest.raises(ValueError, match=r"codes contain 1 NaN or infinite values \(first at row 3, column 1\)"):
+        um.latent_nmi(np.where(np.arange(20).reshape(10, 2) == 7, np.nan, 1.0))  # row 3, column 1
+
+
 def test_array_scores_accept_torch_tensors():
     f = grid_sample(500)
     z = make_encoder("mixture", SMALL_SIZES)(f)

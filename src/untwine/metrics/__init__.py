@@ -3,7 +3,7 @@
 Array metrics take codes ``N x D`` (float) and factors ``N x K`` (int), rows = samples:
 :func:`mig`, :func:`sap`, :func:`dci`, :func:`modularity_explicitness`, :func:`irs`,
 :func:`downstream_task`, :func:`reduced_downstream_task`, :func:`unsupervised_scores` and
-:func:`gaussian_total_correlation` (codes only), :func:`mig_sampled` (from posterior
+:func:`gaussian_total_correlation` and :func:`latent_nmi` (codes only), :func:`mig_sampled` (from posterior
 means/log-variances). Sampling metrics take ``(data, encode, rng)``: :func:`beta_vae_score`,
 :func:`factor_vae_score`, :func:`fairness`. Across models, without factors: :func:`udr` (codes
 of several models of the same inputs), :func:`udr_runs` (trained runs). :func:`evaluate` runs the
@@ -24,7 +24,7 @@ from .modularity import modularity_explicitness
 from .reduced_downstream import reduced_downstream_task
 from .sap import sap
 from .udr import udr, udr_runs
-from .unsupervised import gaussian_wasserstein_correlation, unsupervised_scores
+from .unsupervised import gaussian_wasserstein_correlation, latent_nmi, unsupervised_scores
 from .utils import discrete_entropy, discrete_mutual_info, histogram_discretize
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "histogram_discretize",
     "inter_group_fairness",
     "irs",
+    "latent_nmi",
     "mig",
     "mig_sampled",
     "modularity_explicitness",
