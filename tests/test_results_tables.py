@@ -219,6 +219,42 @@ def test_fvl_trend_table_from_the_files(rt, fvl, tmp_path, monkeypatch):
     assert "| cpu (lr 1e-3, gamma 8) | cpu_s0 | 0 | none >= 20,000 | too few chunks (0 of 3) | - | - |" in text
 
 
+def test_seeds_rows_at_length_say_reproduced_or_not_and_list_planned_runs(rt, fvl, tmp_path, monkeypatch):
+    """published.md's long rows: a setting whose best chunk reaches the seeds' 0.22 is reproduced
+    by that run and step; one below it is "not reproduced at" its furthest scored step, with the mean
+    over seeds at the furthest step all reached; a beta-VAE run without a scored chunk is not run."""
+    root = tmp_path / "results"
+    (root / "factor_vae_long").mkdir(parents=True)
+    for name in ("seeds_slides_cpu_fvae", "seeds_slides_cpu"):
+        (root / name).symlink_to(rt.RESULTS / name)
+    rows = fvl_rows({"km_s0": ("0.0001", "35.0", 0, {10_000: 0.1, 20_000: 0.25, 30_000: 0.2}),
+                     "km_s1": ("0.0001", "35.0", 1, {10_000: 0.1, 20_000: 0.15}),
+                     "cpu_s0": ("0.001", "8.0", 0, {10_000: 0.02, 20_000: 0.04}),
+                     "cpu_s1": ("0.001", "8.0", 1, {10_000: 0.06})})
+    with open(root / "factor_vae_long" / "long_runs.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["run", "lr", "gamma", "seed", "step", "mig"])
+        w.writeheader()
+        w.writerows(rows)
+    monkeypatch.setattr(rt, "RESULTS", root)
+    km, cpu = rt.TABLES["seeds_slides_cpu/claims-long"]().splitlines()
+    assert km.endswith("best chunk 0.250 (km_s0 at 20,000 steps); mean over the seeds at 20,000 steps, the "
+                       "furthest all reached: 0.200; the seeds' 0.22 — reproduced by km_s0 at 20,000 steps "
+                       "(planned: 100,000).")
+    assert cpu.endswith("best chunk 0.060 (cpu_s1 at 10,000 steps); mean over the seeds at 10,000 steps, the "
+                        "furthest all reached: 0.040; the seeds' 0.22 — not reproduced at 20,000 steps "
+                        "(planned: 100,000).")
+    table = rt.TABLES["seeds_slides_cpu/long-beta-vae"]()
+    assert "| 1 | 100,000 (planned) | bvae_b1: not run yet | - | - | 24.71 | - | 27.29 |" in table
+    with open(root / "factor_vae_long" / "beta_vae_long.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["run", "beta", "step", "precision", "val_rec", "val_kl"])
+        w.writeheader()
+        w.writerow({"run": "bvae_b4", "beta": "4.0", "step": "10000", "precision": "bf16", "val_rec": "80.123",
+                    "val_kl": "11.5"})
+    table = rt.TABLES["seeds_slides_cpu/long-beta-vae"]()
+    assert "| 4 | 10,000 | bvae_b4 | bf16 | 80.12 | 71.91 | 11.50 | 9.92 |" in table
+    assert "bvae_b4: not run yet" not in table and "bvae_b1: not run yet" in table
+
+
 def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_path, monkeypatch):
     """collect.py's run_folders.csv (summary.json + the newest checkpoint's manifest) -> the cost
     table: 3,600 s for 20,000 steps is 1.00 hour and 1,800 s per 10,000 steps."""

@@ -162,3 +162,70 @@ def cost_table() -> str:
                            "seconds per 10,000 steps (average)", "CPU (summary.json)", "checkpoint: model (MB)",
                            "checkpoint: objective (MB)", "checkpoint: optimizers and RNG (MB)",
                            "checkpoint (MB)"], body)
+
+
+# ------------------------------------------------------------------------------- the seeds' rows, at length
+# Issue 31 items 2 and 3, shown in seeds_slides_cpu/published.md beside the 5,000-step rows.
+BVAE_CSV = f"{FVL}/beta_vae_long.csv"          # collect.py writes it once a beta-VAE run has a scored chunk
+BVAE_PLANNED = {1.0: "bvae_b1", 4.0: "bvae_b4"}  # run_chunks.sh's beta-VAE runs (issue 31 item 2)
+FINAL = 100_000                                  # run_chunks.sh's FINAL: the runs' planned length
+SLIDES_STUDY = "seeds_slides_cpu/study.toml"
+
+
+@register("seeds_slides_cpu/claims-long")
+def claims_long() -> str:
+    """The seeds' FactorVAE MIG against the long beta-1 runs: per setting, its best scored chunk,
+    the mean over its seeds at the furthest step all of them reached, and whether any chunk reached
+    the seeds' MIG ("not reproduced at N steps": N the setting's furthest scored step)."""
+    goal = seeds_mig()
+    groups: dict[tuple[float, float], list[dict]] = {}
+    for r in read_csv(CSV):
+        groups.setdefault((float(r["lr"]), float(r["gamma"])), []).append(r)
+    lines = []
+    for t in trend(read_csv(CSV)):
+        rs = groups[(t.lr, t.gamma)]
+        best = max(rs, key=lambda r: float(r["mig"]))
+        last = {run: max(int(r["step"]) for r in rs if r["run"] == run) for run in t.runs}
+        common = min(last.values())
+        at_common = [float(r["mig"]) for r in rs if int(r["step"]) == common]
+        top = max(last.values())
+        verdict = (f"reproduced by {best['run']} at {thousands(best['step'])} steps" if float(best["mig"]) >= goal
+                   else f"not reproduced at {thousands(top)} steps")
+        lines.append(f"- FactorVAE with Kim & Mnih's loss (KL weight 1) trained long, {t.name} (lr {hp(t.lr)}, "
+                     f"gamma {hp(t.gamma)}; {len(t.runs)} seeds, `{CSV}`): best chunk {num(best['mig'])} "
+                     f"({best['run']} at {thousands(best['step'])} steps); mean over the seeds at {thousands(common)} "
+                     f"steps, the furthest all reached: {num(statistics.fmean(at_common))}; the seeds' "
+                     f"{num(goal, 2)} — {verdict} (planned: {thousands(FINAL)}).")
+    return "\n".join(lines)
+
+
+@register("seeds_slides_cpu/long-beta-vae")
+def long_beta_vae() -> str:
+    """beta-VAE at beta 1 and 4: the slides' reconstruction and KL beside ours at 5,000 steps
+    (seeds_slides_cpu's sweep) and at each scored 10,000-step chunk of the long runs; a planned run
+    without a scored chunk is listed as not run."""
+    ref = next(r for r in read_toml(SLIDES_STUDY)["reference"] if r["model"] == "beta-vae")
+    theirs = {float(row[0]): row[1:] for row in ref["rows"]}
+    short = {float(r["beta"]): r for r in read_csv("seeds_slides_cpu/results.csv")
+             if r["model"] == "beta-vae" and r["status"] == "finished" and r["beta"]}
+    train = read_toml(SLIDES_STUDY)["train"]
+    try:
+        long = read_csv(BVAE_CSV)
+    except FileNotFoundError:
+        long = []
+    body = []
+    for beta, run in BVAE_PLANNED.items():
+        rec_t, kl_t = (num(v, 2) for v in theirs[beta])
+        s = short[beta]
+        body.append([hp(beta), "5,000", "seeds_slides_cpu (sweep)", train["precision"], num(s["val_rec"], 2), rec_t,
+                     num(s["val_kl"], 2), kl_t])
+        mine = sorted((r for r in long if float(r["beta"]) == beta), key=lambda r: int(r["step"]))
+        body += [[hp(beta), thousands(r["step"]), r["run"], r["precision"], num(r["val_rec"], 2), rec_t,
+                  num(r["val_kl"], 2), kl_t] for r in mine]
+        if not mine:
+            body.append([hp(beta), f"{thousands(FINAL)} (planned)", f"{run}: not run yet", "-", "-", rec_t, "-", kl_t])
+    lead = (f"beta-VAE on dSprites, one seed per beta (lr {hp(float(train['lr']))}, batch {train['batch_size']}): validation reconstruction and KL (nats per image) at 5,000 steps and at each scored "
+            f"chunk of the long runs (`{BVAE_CSV}`), beside the slides' (units not stated there; steps not "
+            f"stated).")
+    return lead + "\n\n" + markdown_table(["beta", "steps", "run", "precision", "rec: ours", "rec: theirs",
+                                           "KL: ours", "KL: theirs"], body)
