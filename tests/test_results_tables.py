@@ -170,6 +170,24 @@ def exact(a: float, b: float, steps, first: float | None = None) -> dict[int, fl
     return out
 
 
+def results_with_long_runs(rt, tmp_path, rows: list[dict], linked: tuple[str, ...]):
+    """A docs/results copy for the long-run tables: ``rows`` as factor_vae_long/long_runs.csv, the
+    ``linked`` folders of the real one beside it; RESULTS is to point at the returned root."""
+    root = tmp_path / "results"
+    (root / "factor_vae_long").mkdir(parents=True)
+    for name in linked:
+        (root / name).symlink_to(rt.RESULTS / name)
+    write_csv(root / "factor_vae_long" / "long_runs.csv", rows)
+    return root
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 @pytest.fixture
 def fvl(rt):
     return importlib.import_module("results.factor_vae_long")
@@ -203,15 +221,9 @@ def test_fvl_trend_leaves_out_the_first_chunk(fvl):
 
 
 def test_fvl_trend_table_from_the_files(rt, fvl, tmp_path, monkeypatch):
-    root = tmp_path / "results"
-    (root / "factor_vae_long").mkdir(parents=True)
-    (root / "seeds_slides_cpu_fvae").symlink_to(rt.RESULTS / "seeds_slides_cpu_fvae")  # the seeds' 0.22
     rows = fvl_rows({"km_s0": ("0.0001", "35.0", 0, exact(-0.3, 0.12, range(10_000, 50_000, 10_000))),
                      "cpu_s0": ("0.001", "8.0", 0, {10_000: 0.0239})})
-    with open(root / "factor_vae_long" / "long_runs.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, ["run", "lr", "gamma", "seed", "step", "mig"])
-        w.writeheader()
-        w.writerows(rows)
+    root = results_with_long_runs(rt, tmp_path, rows, ("seeds_slides_cpu_fvae",))  # the seeds' 0.22
     monkeypatch.setattr(rt, "RESULTS", root)
     text = rt.TABLES["factor_vae_long/trend"]()
     assert "not a measurement (the seeds' MIG is 0.22," in text
@@ -223,18 +235,11 @@ def test_seeds_rows_at_length_say_reproduced_or_not_and_list_planned_runs(rt, fv
     """published.md's long rows: a setting whose best chunk reaches the seeds' 0.22 is reproduced
     by that run and step; one below it is "not reproduced at" its furthest scored step, with the mean
     over seeds at the furthest step all reached; a beta-VAE run without a scored chunk is not run."""
-    root = tmp_path / "results"
-    (root / "factor_vae_long").mkdir(parents=True)
-    for name in ("seeds_slides_cpu_fvae", "seeds_slides_cpu"):
-        (root / name).symlink_to(rt.RESULTS / name)
     rows = fvl_rows({"km_s0": ("0.0001", "35.0", 0, {10_000: 0.1, 20_000: 0.25, 30_000: 0.2}),
                      "km_s1": ("0.0001", "35.0", 1, {10_000: 0.1, 20_000: 0.15}),
                      "cpu_s0": ("0.001", "8.0", 0, {10_000: 0.02, 20_000: 0.04}),
                      "cpu_s1": ("0.001", "8.0", 1, {10_000: 0.06})})
-    with open(root / "factor_vae_long" / "long_runs.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, ["run", "lr", "gamma", "seed", "step", "mig"])
-        w.writeheader()
-        w.writerows(rows)
+    root = results_with_long_runs(rt, tmp_path, rows, ("seeds_slides_cpu_fvae", "seeds_slides_cpu"))
     monkeypatch.setattr(rt, "RESULTS", root)
     km, cpu = rt.TABLES["seeds_slides_cpu/claims-long"]().splitlines()
     assert km.endswith("best chunk 0.250 (km_s0 at 20,000 steps); mean over the seeds at 20,000 steps, the "
@@ -245,11 +250,8 @@ def test_seeds_rows_at_length_say_reproduced_or_not_and_list_planned_runs(rt, fv
                         "(planned: 100,000).")
     table = rt.TABLES["seeds_slides_cpu/long-beta-vae"]()
     assert "| 1 | 100,000 (planned) | bvae_b1: not run yet | - | - | 24.71 | - | 27.29 |" in table
-    with open(root / "factor_vae_long" / "beta_vae_long.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, ["run", "beta", "step", "precision", "val_rec", "val_kl"])
-        w.writeheader()
-        w.writerow({"run": "bvae_b4", "beta": "4.0", "step": "10000", "precision": "bf16", "val_rec": "80.123",
-                    "val_kl": "11.5"})
+    write_csv(root / "factor_vae_long" / "beta_vae_long.csv", [
+        {"run": "bvae_b4", "beta": "4.0", "step": "10000", "precision": "bf16", "val_rec": "80.123", "val_kl": "11.5"}])
     table = rt.TABLES["seeds_slides_cpu/long-beta-vae"]()
     assert "| 4 | 10,000 | bvae_b4 | bf16 | 80.12 | 71.91 | 11.50 | 9.92 |" in table
     assert "bvae_b4: not run yet" not in table and "bvae_b1: not run yet" in table
