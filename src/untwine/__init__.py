@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import hooks
-from ._version import __version__
+from ._version import __version__ as __version__  # re-exported
 
 # `untwine.train` is the training subpackage, itself callable: untwine.train(config) -> Run;
 # so is `untwine.pretrained`: untwine.pretrained(NAME) -> Run of a shipped model.

@@ -147,9 +147,70 @@ def representatives(rep: Report, rows: list[dict[str, Any]] | None = None
     return {k: (label, row, score) for k, (score, label, row) in best.items()}
 
 
+def _dataset_figures(rep: Report, ds: str, data: Any, here: list[dict[str, Any]], fin: list[dict[str, Any]],
+                     reps: dict[tuple[str, str], tuple[str, dict[str, Any], float]], span: float
+                     ) -> dict[str, dict[str, float]]:
+    """The figures that need dataset ``ds``'s images (``data``): traversals of each model's
+    representative run and of the shipped models on ``ds``, reconstructions, latent clusters, the
+    beta-VAE score's construction. Returns the mean |latent| of each run of ``here`` whose model's
+    grid varies a hyperparameter (run -> {"mean_abs_latent": value})."""
+    from untwine.train import load_run
+
+    root, hps, opts = rep.root, T.hp_columns(rep.rows), rep.study.report
+    extra: dict[str, dict[str, float]] = {}
+    ds_reps = [(label, row, score) for (d, _), (label, row, score) in reps.items() if d == ds]
+    loaded, scores = [], {}
+    for label, row, score in ds_reps:
+        try:
+            loaded.append((label, load_run(root / row["run"])))
+            scores[label] = score
+        except Exception as e:
+            rep.notes.append(f"run {row['run']} could not be loaded: {type(e).__name__}: {e}")
+    for label, run in loaded:
+        _add(rep, f"traversal_{ds}_{label}", f"Latent traversals: {ds}, {label}",
+             f"Each row changes one latent of the input's mean code from -{span:g} to {span:g} "
+             "(others fixed) and decodes it; rows sorted by validation KL (in brackets, nats). "
+             "A disentangled latent moves one factor.",
+             lambda run=run, label=label: F.traversals(run, data, f"{ds} / {label}", span=span))
+    for name, folder in rep.shipped:
+        if (files.peek_json(folder / "config.json") or {}).get("dataset") != ds:
+            continue
+        _add(rep, f"traversal_{ds}_shipped_{name}", f"Latent traversals: {ds}, shipped model {name}",
+             f"The shipped pretrained model {S.shipped_name(name)}, trained as: {S.how_trained(folder)}. "
+             "Rows as in the traversals above; compare with the models this study trained.",
+             lambda folder=folder, name=name: F.traversals(load_run(folder), data, f"{ds} / shipped {name}", span=span))
+    if loaded:
+        _add(rep, f"reconstructions_{ds}", f"Reconstructions: {ds}",
+             "Inputs (top row) and each model's reconstruction.",
+             lambda: F.reconstructions(loaded, data))
+        factor = F.pick_factor(data, opts.get("cluster_factor"))
+        _add(rep, f"clusters_{ds}", f"Latent clusters: {ds}",
+             f"Mean codes of sampled images on the two highest-KL latents, coloured by "
+             f"'{data.factor_names[factor]}'.",
+             lambda: F.latent_clusters(loaded, data, factor))
+        label, run = max(loaded, key=lambda lr: scores[lr[0]])  # the best-MIG model
+        _add(rep, f"beta_vae_construction_{ds}", f"How the beta-VAE score is built: {ds}",
+             "Pairs of images share one factor (the others random); the beta-VAE score trains a "
+             "linear classifier to predict the shared factor from the mean |z1 - z2| over a batch "
+             "of pairs. Rows: fixed factor; columns: latents. A dark cell = that latent barely "
+             f"changes when the factor is fixed (shown for {label}).",
+             lambda: F.beta_vae_score_construction(run, data, f"{ds} / {label}"))
+    # mean |latent| of every run of models whose grid varies one hyperparameter
+    for r in here:
+        if r["dataset"] != ds:
+            continue
+        same = [x for x in fin if x["dataset"] == ds and x["model"] == r["model"]]
+        if not any(len({x.get(h) for x in same}) > 1 for h in hps):
+            continue
+        try:
+            extra[r["run"]] = {"mean_abs_latent": F.mean_abs_latent(load_run(root / r["run"]), data)}
+        except Exception as e:
+            rep.notes.append(f"mean |latent| of {r['run']}: {type(e).__name__}: {e}")
+    return extra
+
+
 def draw_figures(rep: Report) -> None:
     from untwine.data import load
-    from untwine.train import load_run
 
     study, root, rows = rep.study, rep.root, rep.rows
     hps = T.hp_columns(rows)
@@ -170,7 +231,7 @@ def draw_figures(rep: Report) -> None:
          "Validation KL of each latent (sorted, largest first): how many latents the model uses.",
          lambda: F.kl_per_dimension(here, root, hps))
 
-    # per-run mean |latent| (only for models whose grid varies), needs the data and the runs
+    # the figures that need a dataset's images; per-run mean |latent| (models whose grid varies)
     extra: dict[str, dict[str, float]] = {}
     for ds in study.datasets:
         if not any(r["dataset"] == ds for r in here) and not any(
@@ -182,55 +243,8 @@ def draw_figures(rep: Report) -> None:
         except Exception as e:
             rep.notes.append(f"dataset {ds} could not be loaded for figures: {type(e).__name__}: {e}")
             continue
-        ds_reps = [(label, row, score) for (d, _), (label, row, score) in reps.items() if d == ds]
-        loaded, scores = [], {}
-        for label, row, score in ds_reps:
-            try:
-                loaded.append((label, load_run(root / row["run"])))
-                scores[label] = score
-            except Exception as e:
-                rep.notes.append(f"run {row['run']} could not be loaded: {type(e).__name__}: {e}")
-        for label, run in loaded:
-            _add(rep, f"traversal_{ds}_{label}", f"Latent traversals: {ds}, {label}",
-                 f"Each row changes one latent of the input's mean code from -{span:g} to {span:g} "
-                 "(others fixed) and decodes it; rows sorted by validation KL (in brackets, nats). "
-                 "A disentangled latent moves one factor.",
-                 lambda run=run, label=label: F.traversals(run, data, f"{ds} / {label}", span=span))
-        for name, folder in rep.shipped:
-            if (files.peek_json(folder / "config.json") or {}).get("dataset") != ds:
-                continue
-            _add(rep, f"traversal_{ds}_shipped_{name}", f"Latent traversals: {ds}, shipped model {name}",
-                 f"The shipped pretrained model {S.shipped_name(name)}, trained as: {S.how_trained(folder)}. "
-                 "Rows as in the traversals above; compare with the models this study trained.",
-                 lambda folder=folder, name=name: F.traversals(load_run(folder), data, f"{ds} / shipped {name}", span=span))
-        if loaded:
-            _add(rep, f"reconstructions_{ds}", f"Reconstructions: {ds}",
-                 "Inputs (top row) and each model's reconstruction.",
-                 lambda: F.reconstructions(loaded, data))
-            factor = F.pick_factor(data, opts.get("cluster_factor"))
-            _add(rep, f"clusters_{ds}", f"Latent clusters: {ds}",
-                 f"Mean codes of sampled images on the two highest-KL latents, coloured by "
-                 f"'{data.factor_names[factor]}'.",
-                 lambda: F.latent_clusters(loaded, data, factor))
-            label, run = max(loaded, key=lambda lr: scores[lr[0]])  # the best-MIG model
-            _add(rep, f"beta_vae_construction_{ds}", f"How the beta-VAE score is built: {ds}",
-                 "Pairs of images share one factor (the others random); the beta-VAE score trains a "
-                 "linear classifier to predict the shared factor from the mean |z1 - z2| over a batch "
-                 "of pairs. Rows: fixed factor; columns: latents. A dark cell = that latent barely "
-                 f"changes when the factor is fixed (shown for {label}).",
-                 lambda: F.beta_vae_score_construction(run, data, f"{ds} / {label}"))
-        # mean |latent| of every run of models whose grid varies one hyperparameter
-        for r in here:
-            if r["dataset"] != ds:
-                continue
-            same = [x for x in fin if x["dataset"] == ds and x["model"] == r["model"]]
-            if not any(len({x.get(h) for x in same}) > 1 for h in hps):
-                continue
-            try:
-                extra[r["run"]] = {"mean_abs_latent": F.mean_abs_latent(load_run(root / r["run"]), data)}
-            except Exception as e:
-                rep.notes.append(f"mean |latent| of {r['run']}: {type(e).__name__}: {e}")
-        del data
+        extra.update(_dataset_figures(rep, ds, data, here, fin, reps, span))
+        del data  # one dataset's images at a time
 
     metrics = [m for m in T.SUITE if any(isinstance(r.get(m), float) for r in fin)]
     _add(rep, "metric_vs_hparam", "Metrics vs hyperparameter",
