@@ -75,6 +75,21 @@ def test_packed_beta_vae_equals_unpacked(alone, tmp_path, backend):
     assert not torch.allclose(weights(runs[0].dir)["decoder.fc.0.weight"], weights(runs[1].dir)["decoder.fc.0.weight"])
 
 
+def test_each_run_of_a_pack_scores_its_own_model(tmp_path):
+    """score in a pack: every run's rows, scored on its own (stacked) weights, as `untwine evaluate`
+    scores the run's final checkpoint."""
+    from untwine.metrics import evaluate
+
+    runs = train_packed([bvae(tmp_path, "p", b, s, score="mig") for b, s in BETAS[:2]], progress=False)
+    for run in runs:
+        rows = [json.loads(ln) for ln in (run.dir / "metrics.jsonl").read_text().splitlines()]
+        scores = [r for r in rows if r["split"] == "score"]
+        assert [r["step"] for r in scores] == [0, 3, 6] and run.summary["score"]["mig"] == scores[-1]["mig"]
+        ref = evaluate(load_run(run.dir), squares(), metrics="mig", seed=0, progress=False)["mig"]
+        assert scores[-1]["mig"] == pytest.approx(ref, abs=1e-6)
+    assert runs[0].summary["score"]["mig_per_factor"] != runs[1].summary["score"]["mig_per_factor"]
+
+
 def test_packed_factor_vae_equals_unpacked(tmp_path):
     hp = [({"gamma": 10.0}, 0), ({"gamma": 40.0}, 5)]
     mk = lambda name, h, s: cfg(tmp_path / f"{name}{s}", model="factor-vae", hparams=h, seed=s, steps=4, eval_every=2)  # noqa: E731

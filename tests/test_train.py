@@ -290,3 +290,48 @@ def test_threads_apply_while_training_and_are_restored(tmp_path, monkeypatch):
     monkeypatch.setattr(cls, "terms", terms)
     train(tiny(tmp_path, steps=2, threads=2), progress=False)
     assert set(seen) == {2} and torch.get_num_threads() == 1  # conftest runs tests on one thread
+
+
+# ---------------------------------------------------------------------- scores while training
+def _rows(run_dir, split: str) -> list[dict]:
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def test_score_rows_are_untwine_evaluates_and_leave_training_unchanged(tmp_path):
+    from untwine.metrics import evaluate
+
+    cfg = tiny(tmp_path, score="MIG, gaussian-tc", checkpoint_every=3)
+    run = train(cfg, progress=False)
+    assert run.config.score == "mig,gaussian_tc"  # as config.json records it, resolved once
+    scores = _rows(run.dir, "score")
+    assert [r["step"] for r in scores] == [0, 3, 6]  # the untrained encoder, then every evaluation
+    assert {"mig", "gaussian_tc", "mig_per_factor"} <= set(scores[-1]) and len(scores[-1]["mig_per_factor"]) == 3
+    assert run.summary["score"] == {k: v for k, v in scores[-1].items() if k not in ("step", "split")}
+    # what `untwine evaluate --metrics mig,gaussian_tc` gives for the checkpoint at step 6
+    ref = evaluate(load_run(run.dir), squares(), metrics="mig,gaussian_tc", seed=0, progress=False)
+    assert (scores[-1]["mig"], scores[-1]["gaussian_tc"]) == (ref["mig"], ref["gaussian_tc"])
+    # the same run without scores trains identically
+    plain = train(tiny(tmp_path, out=str(tmp_path / "plain"), checkpoint_every=3), progress=False)
+    assert _rows(plain.dir, "train") == _rows(run.dir, "train") and _rows(plain.dir, "val") == _rows(run.dir, "val")
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(), run.model.state_dict().values()))
+    assert "score" not in plain.summary and not _rows(plain.dir, "score")
+
+
+def test_scores_of_a_resumed_run_continue_its_curve(tmp_path):
+    whole = train(tiny(tmp_path, out=str(tmp_path / "whole"), score="mig", checkpoint_every=3), progress=False)
+    train(tiny(tmp_path, steps=3, checkpoint_every=3, score="mig"), progress=False)
+    run = train(tiny(tmp_path, steps=6, checkpoint_every=3, score="mig"), progress=False, resume=True)
+    assert _rows(run.dir, "score") == _rows(whole.dir, "score")  # steps 0, 3, 6 once each, the same values
+    # scores switched on when resuming (score may change): from the resumed run's evaluations on
+    train(tiny(tmp_path, out=str(tmp_path / "late"), steps=3, checkpoint_every=3), progress=False)
+    late = train(tiny(tmp_path, out=str(tmp_path / "late"), checkpoint_every=3, score="mig"), progress=False,
+                 resume=True)
+    assert _rows(late.dir, "score") == _rows(whole.dir, "score")[-1:]
+
+
+def test_an_unknown_score_metric_fails_before_training(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^score: unknown metric 'mgi'; choose one of mig, sap, "):
+        RunConfig(score="mig,mgi").validate(check_dataset=False)
+    assert main(["train", "--dataset", TINY, "--score", "mgi", "--out", str(tmp_path / "r")]) == 2
+    assert "score: unknown metric 'mgi'" in capsys.readouterr().err and not (tmp_path / "r").exists()

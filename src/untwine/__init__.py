@@ -29,8 +29,21 @@ def _tensorboard_views(*args: Any) -> dict[str, Any]:
     return views(*args)
 
 
+def _score_names(text: str) -> str:
+    from .metrics.evaluate import score_names
+
+    return score_names(text)
+
+
+def _run_scores(*args: Any) -> dict[str, Any]:
+    from .metrics.evaluate import run_scores
+
+    return run_scores(*args)
+
+
 # Hooks put from above (untwine.hooks): every process that imports untwine gets them here.
 hooks.tensorboard_views.append(_tensorboard_views)
+hooks.score_names, hooks.run_scores = _score_names, _run_scores
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import untwine` stays fast (no torch until needed)

@@ -40,6 +40,8 @@ def _help() -> dict[str, str]:
         "bf16 (encoder/decoder under bfloat16 autocast)",
         "threads": "torch threads for this run (0: torch's default, all physical cores); recorded in config.json",
         "tensorboard": f"also write TensorBoard event files to OUT/tb/ ({c.TENSORBOARD_INSTALL})",
+        "score": "suite metrics scored at each evaluation, comma-separated (e.g. mig,gaussian_tc; default: none): "
+                 "metrics.jsonl rows with split 'score', as untwine evaluate --metrics scores that step's checkpoint",
     }
 
 
@@ -101,7 +103,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             _flag(f.name), dest=f.name, type=typ, default=None,
             metavar=f.name.upper(),
-            help=text + ("" if d is None else f" (default {d})"),
+            help=text + ("" if d is None or d == "" else f" (default {d})"),
         )
     hp = p.add_argument_group("hyperparameters (each applies to the models listed)")
     for name, models in _hparam_names().items():

@@ -37,7 +37,7 @@ SLOW_METRICS = tuple(registry.names(opt_in=True))  # classifier fits: minutes ea
 DEFAULT_SIZES: dict[str, dict[str, int]] = {n: dict(registry.get(n).sizes) for n in METRICS}
 
 __all__ = ["DEFAULT_METRICS", "DEFAULT_SIZES", "METRICS", "SLOW_METRICS", "evaluate", "not_applicable",
-           "planned_draws", "resolve_sizes", "train_sizes"]
+           "planned_draws", "resolve_sizes", "run_scores", "score_names", "train_sizes"]
 
 
 def _two_factor_names() -> dict[str, str]:
@@ -255,3 +255,24 @@ def planned_draws(names: Iterable[str], sz: Mapping[str, Mapping[str, int]], fac
     n = sum(_pool_size(pool, sz)) if pool else 0
     sizes = [int(x) for x in factor_sizes]
     return n + sum(m.draws(sz[m.name], sizes) for m in entries if m.draws is not None)
+
+
+# ------------------------------------------------------------------------------- scores while training
+def score_names(text: str) -> str:
+    """``RunConfig.score`` -> its registered metric names, comma-separated (``"mig, gaussian-tc"`` ->
+    ``"mig,gaussian_tc"``); raises ``UserError`` naming an unknown one (:func:`registry.parse_names`)."""
+    return ",".join(registry.parse_names(text))
+
+
+def run_scores(run: Any, data: Any, names: str) -> dict[str, Any]:
+    """The ``metrics.jsonl`` row of a run scored while it trains (``RunConfig.score``): :func:`evaluate`
+    of ``names`` at the standard sizes, seed 0 and the run's threads, as ``untwine evaluate RUN
+    --metrics NAMES`` scores its checkpoint at that step; its numbers, each per-factor list as
+    ``<key>_per_factor``, and ``skipped`` when a metric did not apply."""
+    res = evaluate(run, data, metrics=names, seed=0, progress=False, n_jobs=int(run.config.threads) or None)
+    out: dict[str, Any] = {k: v for k, v in res.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"}
+    out.update({f"{k}_per_factor": list(v) for k, v in res.get("per_factor", {}).items()})
+    if res.get("skipped"):
+        out["skipped"] = dict(res["skipped"])
+    return out

@@ -161,7 +161,10 @@ class Job:
     def initial_eval(self) -> None:
         if self.step == 0:
             self.last["val"] = self.last["initial_val"] = self.evaluate()
-            self.write_logs(0, {"val": self.last["val"]})
+            rows = {"val": self.last["val"]}
+            if self.cfg.score:  # the untrained encoder's scores: where the curve starts
+                rows["score"] = self.last["score"] = self.score()
+            self.write_logs(0, rows)
 
     def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
                logs: dict[str, torch.Tensor] | None = None) -> None:
@@ -197,7 +200,10 @@ class Job:
             self.last["train"] = self.running.means()
             self.running.reset()
             self.last["val"] = self.evaluate()
-            self.write_logs(step, {"train": self.last["train"], "val": self.last["val"]})
+            rows = {"train": self.last["train"], "val": self.last["val"]}
+            if cfg.score:
+                rows["score"] = self.last["score"] = self.score()
+            self.write_logs(step, rows)
         if saving:
             self.save()
         return logged
@@ -262,6 +268,18 @@ class Job:
         out["tc"] = float(gaussian_tc(z_all)) if z_all.shape[0] > z_all.shape[1] else float("nan")
         return out
 
+    def score(self) -> dict[str, Any]:
+        """``cfg.score``'s metrics of the model as it is now (:data:`untwine.hooks.run_scores`: as
+        ``untwine evaluate`` scores a checkpoint; no global RNG drawn, so training goes on unchanged)."""
+        from .. import hooks
+
+        assert hooks.run_scores is not None  # set by untwine/__init__.py
+        self.model.eval()
+        try:
+            return hooks.run_scores(Run(self.out, self.cfg, self.model, {}), self.data, self.cfg.score)
+        finally:
+            self.model.train()
+
     def losses_since_check(self) -> torch.Tensor:
         """The losses of the steps since the last NaN check, oldest first, on the host (one sync)."""
         ring = self.host_losses() if self.host_losses is not None else self.loss_buf.cpu()
@@ -316,6 +334,7 @@ class Job:
             "train": self.last["train"],
             "val": self.last["val"],
             "initial_val": self.last["initial_val"],
+            **({"score": self.last.get("score", {})} if cfg.score else {}),
             "wall_time_s": self.elapsed,
             "images_per_s": step * self.images_per_step / max(self.elapsed, 1e-9),  # a pair is two images
             # the call that wrote this summary (a resumed run: from its checkpoint's step); the two above: the whole run
