@@ -335,3 +335,7 @@ def test_an_unknown_score_metric_fails_before_training(tmp_path, capsys):
         RunConfig(score="mig,mgi").validate(check_dataset=False)
     assert main(["train", "--dataset", TINY, "--score", "mgi", "--out", str(tmp_path / "r")]) == 2
     assert "score: unknown metric 'mgi'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["train", "--dataset", TINY, "--score", "mig", "--steps", "2", "--batch-size", "8", "--latents", "3",
+                 "--eval-images", "16", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    mig = json.loads((tmp_path / "r" / "summary.json").read_text())["score"]["mig"]
+    assert f"nats/image, mig {mig:.4f}; run folder" in capsys.readouterr().out

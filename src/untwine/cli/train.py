@@ -156,9 +156,11 @@ def run(args: argparse.Namespace) -> int:
     resumed = (f" [last session: steps {session['first_step']}-{session['first_step'] + session['steps']} in "
                f"{session['wall_time_s']:.1f} s, {session['images_per_s']:.0f} images/s]"
                if session.get("first_step") else "")
+    score = s.get("score") or {}
+    scored = "".join(f", {k} {v:.4f}" for k, v in score.items() if isinstance(v, float))
     print(
         f"{s.get('status', 'finished')}: {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s "
         f"({s.get('images_per_s', 0):.0f} images/s){resumed}; val rec {val.get('rec', float('nan')):.2f}, "
-        f"kl {val.get('kl', float('nan')):.2f} nats/image; run folder {result.dir}"
+        f"kl {val.get('kl', float('nan')):.2f} nats/image{scored}; run folder {result.dir}"
     )
     return 0
