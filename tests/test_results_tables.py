@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -255,6 +257,33 @@ def test_seeds_rows_at_length_say_reproduced_or_not_and_list_planned_runs(rt, fv
     table = rt.TABLES["seeds_slides_cpu/long-beta-vae"]()
     assert "| 4 | 10,000 | bvae_b4 | bf16 | 80.12 | 71.91 | 11.50 | 9.92 |" in table
     assert "bvae_b4: not run yet" not in table and "bvae_b1: not run yet" in table
+
+
+def test_collect_reads_a_runs_own_scores_as_it_reads_untwine_evaluate(tmp_path):
+    """collect.py: a run scored by `untwine train --score` (run_beta_vae.sh) gives the rows that
+    eval/mig_step<N>.json files (run_chunks.sh) would, from its metrics.jsonl; step 0 is left out."""
+    from untwine.train import RunConfig, train
+
+    run = train(RunConfig(dataset=TINY, model="beta-vae", steps=6, batch_size=8, latents=3, eval_every=3,
+                          eval_images=16, device="cpu", score="mig,gaussian_tc", out=str(tmp_path / "bvae_b4")),
+                progress=False)
+    sys.path.insert(0, str(ROOT / "docs" / "results" / "factor_vae_long"))
+    try:
+        collect = importlib.import_module("collect")
+        rows = collect.rows_of(run.dir)
+        (run.dir / "eval").mkdir()
+        for step in (3, 6):  # the same scores as untwine evaluate writes them
+            row = next(r for r in run.metrics("score") if r["step"] == step)
+            (run.dir / "eval" / f"mig_step{step}.json").write_text(json.dumps(
+                {"mig": row["mig"], "gaussian_tc": row["gaussian_tc"], "per_factor": {"mig": row["mig_per_factor"]}}))
+        assert collect.rows_of(run.dir) == rows
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "results" / "factor_vae_long"))
+        sys.modules.pop("collect", None)
+    assert [r["step"] for r in rows] == [3, 6]
+    last = run.summary["score"]
+    assert (rows[-1]["mig"], rows[-1]["gaussian_tc_mean_codes"]) == (f"{last['mig']:.4f}", f"{last['gaussian_tc']:.4f}")
+    assert rows[-1]["val_rec"] == run.summary["val"]["rec"] and rows[-1]["beta"] == 4.0
 
 
 def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_path, monkeypatch):

@@ -31,22 +31,31 @@ COLUMNS = ["model", "dataset", "beta", "gamma", "lr", "d_lr", "seed", "precision
            "val_rec", "val_kl", "run"]
 
 
+def scores_of(run: Path, rows: list[dict]) -> dict[int, dict]:
+    """Step -> (MIG, its per-factor terms, Gaussian TC) of each scored chunk (step > 0): the
+    ``eval/mig_step<N>.json`` files of ``untwine evaluate`` (run_chunks.sh), or else the run's own
+    ``score`` rows in metrics.jsonl (``untwine train --score``, run_beta_vae.sh: the same numbers)."""
+    files = sorted((run / "eval").glob("mig_step*.json"), key=lambda p: int(re.findall(r"\d+", p.name)[0]))
+    if files:
+        evaluated = {int(re.findall(r"\d+", f.name)[0]): json.loads(f.read_text()) for f in files}
+        return {step: {"mig": m["mig"], "per_factor": m["per_factor"]["mig"], "gaussian_tc": m["gaussian_tc"]}
+                for step, m in evaluated.items()}
+    return {int(r["step"]): {"mig": r["mig"], "per_factor": r["mig_per_factor"], "gaussian_tc": r["gaussian_tc"]}
+            for r in rows if r.get("split") == "score" and int(r["step"]) > 0}
+
+
 def rows_of(run: Path) -> list[dict]:
     cfg = json.loads((run / "config.json").read_text())
-    val = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r.get("split") == "val":
-            val[int(r["step"])] = r
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = {int(r["step"]): r for r in log if r.get("split") == "val"}
     out = []
-    for f in sorted((run / "eval").glob("mig_step*.json"), key=lambda p: int(re.findall(r"\d+", p.name)[0])):
-        step = int(re.findall(r"\d+", f.name)[0])
-        m, v = json.loads(f.read_text()), val.get(step, {})
+    for step, m in sorted(scores_of(run, log).items()):
+        v = val.get(step, {})
         hp = cfg["hparams"]
         out.append({
             "model": cfg["model"], "dataset": cfg["dataset"], "beta": hp.get("beta"), "gamma": hp.get("gamma"),
             "lr": cfg["lr"], "d_lr": hp.get("d_lr"), "seed": cfg["seed"], "precision": cfg["precision"], "step": step,
-            "mig": f"{m['mig']:.4f}", **{k: f"{x:.4f}" for k, x in zip(FACTORS, m["per_factor"]["mig"])},
+            "mig": f"{m['mig']:.4f}", **{k: f"{x:.4f}" for k, x in zip(FACTORS, m["per_factor"])},
             "gaussian_tc_mean_codes": f"{m['gaussian_tc']:.4f}",
             "val_d_real": v.get("d_real"), "val_d_perm": v.get("d_perm"), "val_tc_discriminator": v.get("tc_batch"),
             "val_tc_gaussian_sampled": v.get("tc"), "val_rec": v.get("rec"), "val_kl": v.get("kl"), "run": run.name,

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 31: FactorVAE at beta 1 (Kim & Mnih's loss) trained to 100,000 steps in 10,000-step chunks,
-# and beta-VAE at beta 1 and 4 to the same length (item 2: how far length explains the distance to
-# the slides' reconstruction and KL); runs taken in turn, every run evaluated after each chunk (MIG per factor, Gaussian TC; D(z_real),
+# runs taken in turn, every run evaluated after each chunk (MIG per factor, Gaussian TC; D(z_real),
 # D(z_perm) and the discriminator's TC are the run's own val row at that step in metrics.jsonl).
 # Re-run to continue: each run resumes from its last checkpoint; a finished chunk is skipped.
+# (Item 2's beta-VAE runs: run_beta_vae.sh, where `untwine train --score` scores each chunk itself.)
 #   OMP_NUM_THREADS=1 bash docs/results/factor_vae_long/run_chunks.sh RUNS_ROOT [RUN_NAME ...]
 set -euo pipefail
 ROOT=${1:?usage: run_chunks.sh RUNS_ROOT [RUN_NAME ...]}; shift
@@ -15,10 +15,6 @@ declare -A ARGS=(
   [km_s1]="--model factor-vae --lr 1e-4 --d-lr 1e-4 --gamma 35 --seed 1"
   [cpu_s0]="--model factor-vae --lr 1e-3 --gamma 8 --seed 0"              # best CPU-scale setting so far (d_lr = lr)
   [cpu_s1]="--model factor-vae --lr 1e-3 --gamma 8 --seed 1"
-  # the 5,000-step rows of seeds_slides_cpu, longer: their lr and precision (bf16; auto keeps fp32 at
-  # beta 1, whose MIG differed in bf16, while its rec and KL measured the same: precision_check)
-  [bvae_b1]="--model beta-vae --beta 1 --lr 1e-3 --precision bf16 --seed 0"
-  [bvae_b4]="--model beta-vae --beta 4 --lr 1e-3 --precision bf16 --seed 0"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(km_s0 cpu_s0 km_s1 cpu_s1)
 for ((target = CHUNK; target <= FINAL; target += CHUNK)); do
