@@ -339,3 +339,41 @@ def test_an_unknown_score_metric_fails_before_training(tmp_path, capsys):
                  "--eval-images", "16", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "r")]) == 0
     mig = json.loads((tmp_path / "r" / "summary.json").read_text())["score"]["mig"]
     assert f"nats/image, mig {mig:.4f}; run folder" in capsys.readouterr().out
+
+
+def test_a_score_that_fails_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    from untwine import hooks
+
+    def broken(run, data, names):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(hooks, "run_scores", broken)
+    with pytest.warns(UserWarning, match=r"score at step \d failed: ValueError: boom"):
+        run = train(tiny(tmp_path, score="mig"), progress=False)
+    assert run.summary["status"] == "finished" and run.summary["score"] == {"error": "ValueError: boom"}
+    assert [(r["step"], r["error"]) for r in _rows(run.dir, "score")] == [(s, "ValueError: boom") for s in (0, 3, 6)]
+
+
+def test_an_interrupt_during_an_evaluation_keeps_the_last_checkpoint_and_resumes_it(tmp_path, monkeypatch):
+    """A second Ctrl-C while step 3 is scored: no checkpoint at step 3 (its rows are not all
+    written); the resumed run redoes steps 3 and its evaluation, and ends as the uninterrupted one."""
+    from untwine import hooks
+
+    whole = train(tiny(tmp_path, out=str(tmp_path / "whole"), score="mig", checkpoint_every=2), progress=False)
+    real, calls = hooks.run_scores, []
+
+    def interrupted_at_3(run, data, names):
+        calls.append(names)
+        if len(calls) == 2:  # step 0's scores, then step 3's
+            raise KeyboardInterrupt
+        return real(run, data, names)
+
+    monkeypatch.setattr(hooks, "run_scores", interrupted_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, score="mig", checkpoint_every=2), progress=False)
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["error"].startswith("interrupted while evaluating step 3; last checkpoint: step 2")
+    monkeypatch.setattr(hooks, "run_scores", real)
+    run = train(tiny(tmp_path, score="mig", checkpoint_every=2), progress=False, resume=True)
+    for split in ("train", "val", "score"):
+        assert _rows(run.dir, split) == _rows(whole.dir, split), split

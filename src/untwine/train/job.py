@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -147,7 +148,7 @@ class Job:
         self.loss_buf = torch.zeros(cfg.log_every, device=device)
         self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
         self.since_check = 0
-        self.in_step = False
+        self.in_step = self.in_eval = False
         self.status, self.error = "finished", None
         self.optimizer_state: Callable[[], dict[str, Any]] = dict
         self.rng_state: Callable[[], dict[str, Any]] = checkpoint.rng_state
@@ -160,11 +161,13 @@ class Job:
 
     def initial_eval(self) -> None:
         if self.step == 0:
+            self.in_eval = True
             self.last["val"] = self.last["initial_val"] = self.evaluate()
             rows = {"val": self.last["val"]}
             if self.cfg.score:  # the untrained encoder's scores: where the curve starts
                 rows["score"] = self.last["score"] = self.score()
             self.write_logs(0, rows)
+            self.in_eval = False
 
     def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
                logs: dict[str, torch.Tensor] | None = None) -> None:
@@ -197,6 +200,7 @@ class Job:
             self.ips = (step - self.step_log) * self.images_per_step / max(now - self.t_log, 1e-9)
             self.t_log, self.step_log = now, step
         if evaluating:
+            self.in_eval = True  # an interrupt now saves no checkpoint here: the resumed run redoes this evaluation
             self.last["train"] = self.running.means()
             self.running.reset()
             self.last["val"] = self.evaluate()
@@ -204,6 +208,7 @@ class Job:
             if cfg.score:
                 rows["score"] = self.last["score"] = self.score()
             self.write_logs(step, rows)
+            self.in_eval = False
         if saving:
             self.save()
         return logged
@@ -277,6 +282,10 @@ class Job:
         self.model.eval()
         try:
             return hooks.run_scores(Run(self.out, self.cfg, self.model, {}), self.data, self.cfg.score)
+        except Exception as e:  # a metric that fails is recorded; the run (hours, maybe) goes on
+            error = f"{type(e).__name__}: {e}"
+            warnings.warn(f"{self.out}: score at step {self.step} failed: {error}", stacklevel=2)
+            return {"error": error}
         finally:
             self.model.train()
 
@@ -305,7 +314,9 @@ class Job:
     def interrupted(self) -> None:
         """Ctrl-C: save a checkpoint if the last step completed and was finite; set the status."""
         self.status = "interrupted"
-        if not self.in_step and _finite(self.losses_since_check()):
+        if self.in_eval:  # a second Ctrl-C during an evaluation: its rows are not all written
+            msg = f"interrupted while evaluating step {self.step}; last checkpoint: step {self.last_good}"
+        elif not self.in_step and _finite(self.losses_since_check()):
             self.save()
             msg = f"interrupted at step {self.step}; checkpoint saved"
         else:
