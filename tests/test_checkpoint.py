@@ -120,8 +120,8 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     d = tmp_path / "run"
     train(cfg(d, steps=2), progress=False)
     with pytest.raises(ValueError, match=r"holds a run with lr=0.0001, not 0.001; resume it with the same settings "
-                       r"\(only steps, eval_every, checkpoint_every, log_every, device, compile, threads and "
-                       r"tensorboard may change\)"):
+                       r"\(only steps, eval_every, checkpoint_every, log_every, device, compile, threads, "
+                       r"tensorboard and score may change\)"):
         train(cfg(d, steps=4, lr=1e-3), progress=False, resume=True)
 
 
