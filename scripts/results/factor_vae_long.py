@@ -178,11 +178,12 @@ def claims_long() -> str:
     the mean over its seeds at the furthest step all of them reached, and whether any chunk reached
     the seeds' MIG ("not reproduced at N steps": N the setting's furthest scored step)."""
     goal = seeds_mig()
+    rows = read_csv(CSV)
     groups: dict[tuple[float, float], list[dict]] = {}
-    for r in read_csv(CSV):
+    for r in rows:
         groups.setdefault((float(r["lr"]), float(r["gamma"])), []).append(r)
     lines = []
-    for t in trend(read_csv(CSV)):
+    for t in trend(rows):
         rs = groups[(t.lr, t.gamma)]
         best = max(rs, key=lambda r: float(r["mig"]))
         last = {run: max(int(r["step"]) for r in rs if r["run"] == run) for run in t.runs}
