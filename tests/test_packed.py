@@ -116,6 +116,41 @@ def test_packs_with_batched_terms_equal_runs_alone(tmp_path, model, hp):
         assert_close_runs(run.dir, train(mk("u", h, s), progress=False).dir)
 
 
+def test_a_second_ctrl_c_during_one_runs_evaluation_saves_no_run_of_the_pack_at_that_step(tmp_path, monkeypatch):
+    """Ctrl-C while run 0 scores step 3: run 1 has not evaluated step 3 either, so neither saves
+    there (last checkpoint: step 2); the resumed pack redoes step 3 and ends as the uninterrupted one."""
+    from untwine import hooks
+
+    mk = lambda name: [bvae(tmp_path, name, b, s, score="mig", checkpoint_every=2) for b, s in BETAS[:2]]  # noqa: E731
+    whole = train_packed(mk("whole"), progress=False)
+    real, calls = hooks.run_scores, []
+
+    def interrupted_at_3(run, data, names):
+        calls.append(names)
+        if len(calls) == 3:  # step 0: run 0, run 1; step 3: run 0
+            raise KeyboardInterrupt
+        return real(run, data, names)
+
+    monkeypatch.setattr(hooks, "run_scores", interrupted_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_packed(mk("p"), progress=False)
+    for c in mk("p"):
+        s = json.loads((Path(c.out) / "summary.json").read_text())
+        assert s["error"].startswith("interrupted before step 3's evaluation was written; last checkpoint: step 2")
+        assert checkpoint.load_state(checkpoint.find(Path(c.out)))["step"] == 2
+    monkeypatch.setattr(hooks, "run_scores", real)
+    for run, ref in zip(train_packed(mk("p"), progress=False, resume=True), whole):
+        rows, ref_rows = ([json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
+                          for d in (run.dir, ref.dir))
+        assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"]) for r in ref_rows]
+        for r, q in zip(rows, ref_rows):
+            key = "mig" if r["split"] == "score" else "loss"
+            assert r[key] == pytest.approx(q[key], rel=1e-4, abs=1e-4), (r["step"], r["split"])
+        wa, wb = weights(run.dir), weights(ref.dir)
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=0, msg=k)
+
+
 def test_a_packed_run_resumes_alone(alone, tmp_path):
     """A packed run's checkpoint (optimizer state sliced from the stacked Adam) resumes with train()."""
     short = [bvae(tmp_path, "p", b, s, steps=3) for b, s in BETAS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -42,6 +43,20 @@ def test_auto_precision_is_measured_once_per_cpu(monkeypatch, tmp_path, capsys, 
     # an explicit choice is kept whatever the hardware
     assert RunConfig(steps=10, precision="fp32").resolved().precision == "fp32"
     assert RunConfig(steps=10, precision="bf16").resolved().precision == "bf16"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch, native):
+    monkeypatch.setattr(speed, "bf16_native", lambda device: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert RunConfig(steps=10, device="cpu", precision="bf16").resolved().precision == "bf16"
+        assert RunConfig(steps=10, device="cpu", precision="fp32").resolved().precision == "fp32"
+    messages = [str(w.message) for w in caught]
+    assert messages == ([] if native else [
+        f"precision bf16 on a CPU without native bfloat16 ({speed.cpu_model()}: no AVX512-BF16 or AMX): oneDNN "
+        "emulates it, several times slower than fp32 (9x measured on such a CPU, benchmarks/RESULTS.md); "
+        "use precision auto (fp32 here) or fp32"])
 
 
 def test_the_environment_answers_without_measuring(monkeypatch, tmp_path):

@@ -372,7 +372,7 @@ def test_an_interrupt_during_an_evaluation_keeps_the_last_checkpoint_and_resumes
     with pytest.raises(KeyboardInterrupt):
         train(tiny(tmp_path, score="mig", checkpoint_every=2), progress=False)
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert s["status"] == "interrupted" and s["error"].startswith("interrupted while evaluating step 3; last checkpoint: step 2")
+    assert s["status"] == "interrupted" and s["error"].startswith("interrupted before step 3's evaluation was written; last checkpoint: step 2")
     monkeypatch.setattr(hooks, "run_scores", real)
     run = train(tiny(tmp_path, score="mig", checkpoint_every=2), progress=False, resume=True)
     for split in ("train", "val", "score"):

@@ -148,7 +148,8 @@ class Job:
         self.loss_buf = torch.zeros(cfg.log_every, device=device)
         self.host_losses: Callable[[], torch.Tensor] | None = None  # default: loss_buf.cpu()
         self.since_check = 0
-        self.in_step = self.in_eval = False
+        self.in_step = False
+        self.evaluated: int | None = self.step if ckpt is not None else None  # the last step whose rows are all written
         self.status, self.error = "finished", None
         self.optimizer_state: Callable[[], dict[str, Any]] = dict
         self.rng_state: Callable[[], dict[str, Any]] = checkpoint.rng_state
@@ -161,13 +162,26 @@ class Job:
 
     def initial_eval(self) -> None:
         if self.step == 0:
-            self.in_eval = True
-            self.last["val"] = self.last["initial_val"] = self.evaluate()
-            rows = {"val": self.last["val"]}
-            if self.cfg.score:  # the untrained encoder's scores: where the curve starts
-                rows["score"] = self.last["score"] = self.score()
-            self.write_logs(0, rows)
-            self.in_eval = False
+            self.evaluation(train=False)  # with score, the untrained encoder's: where the curve starts
+            self.last["initial_val"] = self.last["val"]
+
+    def eval_due(self, step: int) -> bool:
+        """Whether ``step`` has an evaluation (step 0, every ``eval_every``, the last)."""
+        return step % self.cfg.eval_every == 0 or step == self.cfg.steps  # type: ignore[operator]
+
+    def evaluation(self, train: bool = True) -> None:
+        """Write this step's evaluation rows: ``train`` (the running means since the last one),
+        ``val`` and, with ``score``, ``score``. Only then is :attr:`evaluated` this step, which is
+        what lets an interrupt save a checkpoint here (:meth:`interrupted`)."""
+        rows = {}
+        if train:
+            rows["train"] = self.last["train"] = self.running.means()  # type: ignore[union-attr]
+            self.running.reset()  # type: ignore[union-attr]
+        rows["val"] = self.last["val"] = self.evaluate()
+        if self.cfg.score:
+            rows["score"] = self.last["score"] = self.score()
+        self.write_logs(self.step, rows)
+        self.evaluated = self.step
 
     def record(self, terms: dict[str, torch.Tensor], *outs: torch.Tensor,
                logs: dict[str, torch.Tensor] | None = None) -> None:
@@ -191,7 +205,7 @@ class Job:
         """NaN check (``FloatingPointError``) and speed every ``log_every`` steps; evaluation and
         checkpoint when due. True when it logged (``ips`` is new)."""
         cfg, step = self.cfg, self.step
-        evaluating = step % cfg.eval_every == 0 or step == cfg.steps  # type: ignore[operator]
+        evaluating = self.eval_due(step)
         saving = step % cfg.checkpoint_every == 0 or step == cfg.steps  # type: ignore[operator]
         logged = self.since_check == cfg.log_every or evaluating or saving
         if logged:
@@ -200,15 +214,7 @@ class Job:
             self.ips = (step - self.step_log) * self.images_per_step / max(now - self.t_log, 1e-9)
             self.t_log, self.step_log = now, step
         if evaluating:
-            self.in_eval = True  # an interrupt now saves no checkpoint here: the resumed run redoes this evaluation
-            self.last["train"] = self.running.means()
-            self.running.reset()
-            self.last["val"] = self.evaluate()
-            rows = {"train": self.last["train"], "val": self.last["val"]}
-            if cfg.score:
-                rows["score"] = self.last["score"] = self.score()
-            self.write_logs(step, rows)
-            self.in_eval = False
+            self.evaluation()
         if saving:
             self.save()
         return logged
@@ -312,10 +318,12 @@ class Job:
         self.since_check = 0
 
     def interrupted(self) -> None:
-        """Ctrl-C: save a checkpoint if the last step completed and was finite; set the status."""
+        """Ctrl-C: save a checkpoint if the last step completed, was finite and, when due, has its
+        evaluation written (else the resumed run redoes the step and its evaluation); set the status."""
         self.status = "interrupted"
-        if self.in_eval:  # a second Ctrl-C during an evaluation: its rows are not all written
-            msg = f"interrupted while evaluating step {self.step}; last checkpoint: step {self.last_good}"
+        if self.eval_due(self.step) and self.evaluated != self.step:  # e.g. a second Ctrl-C mid-evaluation,
+            # its own or, in a pack, an earlier run's
+            msg = f"interrupted before step {self.step}'s evaluation was written; last checkpoint: step {self.last_good}"
         elif not self.in_step and _finite(self.losses_since_check()):
             self.save()
             msg = f"interrupted at step {self.step}; checkpoint saved"

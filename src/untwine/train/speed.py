@@ -229,7 +229,13 @@ def resolve_precision(setting: str, device: str, threads: int = 0, model: str | 
     """``RunConfig.precision`` -> ``"fp32"`` or ``"bf16"``: ``"auto"`` is ``"bf16"`` on a CUDA
     device with native bf16 (``device="auto"``: CUDA if available, else CPU) and on a CPU where
     :func:`cpu_bf16_pays` with ``threads`` (``0``: torch's current count), unless ``model`` with
-    ``hparams`` is an objective for which not :func:`bf16_learns_the_same`; else ``"fp32"``."""
+    ``hparams`` is an objective for which not :func:`bf16_learns_the_same`; else ``"fp32"``.
+    An explicit ``"bf16"`` is kept, with a warning on a CPU without native bf16 (emulated there)."""
+    if setting == "bf16" and resolve_device(str(device)).type == "cpu" and not bf16_native("cpu"):
+        warnings.warn(
+            f"precision bf16 on a CPU without native bfloat16 ({cpu_model()}: no AVX512-BF16 or AMX): "
+            "oneDNN emulates it, several times slower than fp32 (9x measured on such a CPU, "
+            "benchmarks/RESULTS.md); use precision auto (fp32 here) or fp32", stacklevel=2)
     if setting != "auto":
         return setting
     if model is not None and not bf16_learns_the_same(model, hparams or {}):
