@@ -187,6 +187,18 @@ def test_unknown_backend(tmp_path, toy):
         sweep(parse_study(TOY), tmp_path, backend="slurm", progress=False)
 
 
+def test_jobs_below_one_fail_before_anything_is_written(tmp_path, toy):
+    from untwine.studies.backends import local
+    from untwine.studies.sweep import RunSpec
+
+    with pytest.raises(ValueError, match=r"^--jobs must be >= 1, got 0$"):
+        sweep(parse_study(TOY), tmp_path / "s", jobs=0, progress=False)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match=r"^--jobs must be >= 1, got -1$"):  # the backend, called directly
+        local.run_all([RunSpec("r0", {"out": str(tmp_path / "r0")})], jobs=-1, execute=_pid_execute)
+    assert not (tmp_path / "r0").exists()
+
+
 def _pid_execute(spec):
     import os
 

@@ -118,6 +118,7 @@ def sweep(
     """
     from . import backends
 
+    backends.check_jobs(jobs)
     root = Path(out)
     specs, configs = _specs_and_configs(study, root)
     pending = [s for s in specs if not is_finished(s.dir, s.steps)]
@@ -127,8 +128,6 @@ def sweep(
     write_json(root / "study.json", study_dict(study))
     per_run = max((int(s.config.get("threads") or 0) or (os.cpu_count() or 1) for s in pending), default=1)
     n_jobs = jobs if jobs is not None else (default_jobs(len(units), per_run) if backend == "local" else None)
-    if n_jobs is not None and n_jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {n_jobs}")
     run_all = backends.get(backend)
     todo = {s.name for s in pending}
     outcomes = {s.name: RunOutcome(s.name, "skipped") for s in specs if s.name not in todo}

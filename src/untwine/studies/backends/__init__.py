@@ -22,6 +22,14 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def check_jobs(jobs: int | None) -> None:
+    """The one rule for a backend's ``jobs`` (runs or packs in flight at once): ``None`` (the
+    backend decides) or >= 1; a ``UserError`` otherwise. :func:`~untwine.studies.sweep.sweep`
+    checks it before writing anything; every ``run_all`` checks it for direct callers."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+
+
 def names() -> list[str]:
     return list(BACKENDS)
 

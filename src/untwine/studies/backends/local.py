@@ -15,6 +15,7 @@ import os
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
+from . import check_jobs
 from ..execute import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
@@ -46,6 +47,7 @@ def run_all(
     A single run goes to ``execute(spec)``, a pack to ``execute_pack(specs)``.
     ``KeyboardInterrupt`` cancels pending units and propagates (finished runs stay on disk).
     """
+    check_jobs(jobs)
     on_start = on_start or (lambda s: None)
     on_done = on_done or (lambda o: None)
     units = [unit_specs(u) for u in specs]

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import ray  # a missing ray -> ModuleNotFoundError(name="ray"): backends.get() names the extra
 
 from ...errors import UserError
+from . import check_jobs
 from ..execute import RunOutcome, RunSpec, Unit, execute_pack, execute_run, execute_unit, is_finished, unit_specs
 
 
@@ -162,8 +163,7 @@ def run_all(
         raise UserError(f"num_cpus per run must be > 0, got {num_cpus}")
     if num_gpus < 0:
         raise UserError(f"num_gpus per run must be >= 0, got {num_gpus}")
-    if jobs is not None and jobs < 1:
-        raise UserError(f"jobs must be >= 1, got {jobs}")
+    check_jobs(jobs)
     if max_retries < 0:
         raise UserError(f"max_retries must be >= 0, got {max_retries}")
     on_start = on_start or (lambda s: None)
