@@ -1,4 +1,5 @@
-"""The tables of docs/results/*/*.md, regenerated from the CSV and JSON committed beside them.
+"""The tables of docs/results/*/*.md (and the README's timings), regenerated from the CSV and JSON
+committed in docs/results.
 
     .venv/bin/python scripts/results_tables.py            # --check: fail, with a diff, on any difference
     .venv/bin/python scripts/results_tables.py --write    # rewrite what lies between the markers
