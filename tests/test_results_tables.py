@@ -290,6 +290,19 @@ def test_collect_reads_a_runs_own_scores_as_it_reads_untwine_evaluate(tmp_path):
     last = run.summary["score"]
     assert (rows[-1]["mig"], rows[-1]["gaussian_tc_mean_codes"]) == (f"{last['mig']:.4f}", f"{last['gaussian_tc']:.4f}")
     assert rows[-1]["val_rec"] == run.summary["val"]["rec"] and rows[-1]["beta"] == 4.0
+    # a run whose folder is gone keeps its committed rows; a run found is rewritten from its folder
+    csv_path = tmp_path / "long_runs.csv"
+    bvae_csv = tmp_path / "beta_vae_long.csv"
+    write_csv(bvae_csv, [{**{c: "" for c in collect.COLUMNS}, "model": "beta-vae", "run": "bvae_b1", "step": "10000",
+                          "mig": "0.0478"},
+                         {**{c: "" for c in collect.COLUMNS}, "model": "beta-vae", "run": "bvae_b4", "step": "3",
+                          "mig": "0.9999"}])
+    assert collect.main([str(tmp_path), "--csv", str(csv_path)]) == 0
+    with open(bvae_csv, newline="") as fh:
+        got = [(r["run"], r["step"], r["mig"]) for r in csv.DictReader(fh)]
+    assert got == [("bvae_b1", "10000", "0.0478"), *[("bvae_b4", str(r["step"]), r["mig"]) for r in rows]]
+    with open(tmp_path / "run_folders.csv", newline="") as fh:
+        assert [(r["run"], r["steps"]) for r in csv.DictReader(fh)] == [("bvae_b4", "6")]
 
 
 def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_path, monkeypatch):
@@ -316,7 +329,7 @@ def test_fvl_cost_comes_from_the_run_folders_as_collect_saw_them(rt, fvl, tmp_pa
         assert collect.folder_row(young)["state_bytes"] == ""
         (tmp_path / "results" / "factor_vae_long").mkdir(parents=True)
         collect.write(str(tmp_path / "results" / "factor_vae_long" / "run_folders.csv"), collect.FOLDER_COLUMNS,
-                      [row, collect.folder_row(young)])
+                      [row, collect.folder_row(young)], {"km_s0", "km_s1"})
     finally:
         sys.path.remove(str(ROOT / "docs" / "results" / "factor_vae_long"))
         sys.modules.pop("collect", None)

@@ -11,6 +11,9 @@ settings (config.json), MIG and its per-factor terms and the Gaussian TC of the 
 JSON), and the validation row at step N of its metrics.jsonl: D(z_real), D(z_perm), the
 discriminator's TC estimate (``tc_batch``) and the sampled codes' Gaussian TC (``tc``).
 
+Rows of runs whose folders are not under RUNS_ROOT (a machine's folder lost between sessions) are
+kept as the CSVs hold them; the rows of each run found are replaced by what its folder gives now.
+
 Also ``run_folders.csv`` beside ``--csv``: one row per run folder as it stands (summary.json: steps
 trained, status, training seconds over all sessions, CPU where recorded; the newest checkpoint's
 manifest: the bytes of each of its files), so the cost of a chunk and the size of a checkpoint are
@@ -78,29 +81,38 @@ def folder_row(run: Path) -> dict:
                for name in ("model.safetensors", "objective.safetensors", "state.pt")}}
 
 
-def write(path: str, columns: list[str], rows: list[dict]) -> None:
+def write(path: str, columns: list[str], rows: list[dict], present: set[str]) -> None:
+    """Write ``rows`` to ``path``, keeping the rows it already holds of runs not in ``present``
+    (the run folders found now): a folder lost with its machine keeps its committed rows."""
+    kept: list[dict] = []
+    if Path(path).is_file():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["run"] not in present]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, columns)
         w.writeheader()
-        w.writerows(rows)
-    print(f"{len(rows)} rows -> {path}")
+        w.writerows(sorted(kept + rows, key=lambda r: (r["run"], int(r.get("step") or 0))))
+    gone = sorted({r["run"] for r in kept})
+    print(f"{len(rows)} rows -> {path}" + (f" (kept {len(kept)} rows of runs not under the root: {', '.join(gone)})"
+                                           if kept else ""))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root")
     ap.add_argument("--csv", default=str(Path(__file__).with_name("long_runs.csv")))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     runs = [run for run in sorted(Path(a.root).iterdir()) if (run / "config.json").is_file()]
+    present = {run.name for run in runs}
     rows = [r for run in runs for r in rows_of(run)]
     outputs = {a.csv: [r for r in rows if r["model"] == "factor-vae"]}
     bvae = [r for r in rows if r["model"] == "beta-vae"]
     if bvae:
         outputs[str(Path(a.csv).with_name("beta_vae_long.csv"))] = bvae
     for path, part in outputs.items():
-        write(path, COLUMNS, part)
+        write(path, COLUMNS, part, present)
     write(str(Path(a.csv).with_name("run_folders.csv")), FOLDER_COLUMNS,
-          [folder_row(run) for run in runs if (run / "summary.json").is_file()])
+          [folder_row(run) for run in runs if (run / "summary.json").is_file()], present)
     return 0
 
 
