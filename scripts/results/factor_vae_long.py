@@ -241,6 +241,7 @@ def gap_sentence(beta: float, short: dict, short_precision: str, furthest: dict,
     scored chunk, and the share of the 5,000-step reconstruction distance that closed."""
     rec_5k, rec_n = (float(r["val_rec"]) - float(theirs[0]) for r in (short, furthest))
     kl_5k, kl_n = (float(r["val_kl"]) - float(theirs[1]) for r in (short, furthest))
-    closed = f"{num(100 * (1 - rec_n / rec_5k), 0)}% of it closed" if rec_5k > 0 else "ours was not above theirs"
+    closed = ("ours was not above theirs" if rec_5k <= 0 else "closed, and ours is now below theirs" if rec_n < 0
+              else f"{num(100 * (1 - rec_n / rec_5k), 0)}% of it closed")
     return (f"- beta {hp(beta)}: rec {num(rec_5k, 2)} at 5,000 steps ({short_precision}), {num(rec_n, 2)} at "
             f"{thousands(furthest['step'])} ({furthest['precision']}): {closed}; KL {num(kl_5k, 2)}, then {num(kl_n, 2)}.")
