@@ -20,8 +20,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Every generated table in docs/results/*/*.md and the README against the committed data it is made from (seconds;
-# nothing is trained). Fails with a diff; `$(PY) scripts/results_tables.py --write` rewrites them.
+# Every generated table in docs/results/*/*.md and the README, and every committed `untwine report` table
+# (docs/results/**/tables/*.md), against the committed data it is made from (seconds; nothing is trained). Fails with a diff; `$(PY) scripts/results_tables.py --write` rewrites them.
 results-check: $(STAMP)
 	$(PY) scripts/results_tables.py --check
 

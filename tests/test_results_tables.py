@@ -49,6 +49,29 @@ def test_a_hand_edited_number_fails_the_check(rt, tmp_path, monkeypatch, capsys)
     assert "| **0.285** |" in readme.read_text()
 
 
+def test_a_report_table_is_checked_against_untwine_report_of_its_folder(rt, tmp_path, monkeypatch, capsys):
+    """tables/*.md beside a committed results.csv and study.toml is what `untwine report` makes from
+    them: a hand edit fails with a diff, --write puts the report's back, and a table the report does
+    not make fails by name."""
+    copy = tmp_path / "results"
+    shutil.copytree(rt.RESULTS / "seeds_slides_cpu_fvae", copy / "seeds_slides_cpu_fvae")
+    monkeypatch.setattr(rt, "TABLES", {})  # this folder's report tables alone
+    monkeypatch.setattr(rt, "documents", lambda: [])
+    tables = copy / "seeds_slides_cpu_fvae" / "tables"
+    gamma = tables / "gamma.md"
+    text = gamma.read_text()
+    assert "| dsprites | 8 | 1 | 72.68 |" in text
+    gamma.write_text(text.replace("| dsprites | 8 | 1 | 72.68 |", "| dsprites | 8 | 1 | 62.68 |"))
+    monkeypatch.setattr(rt, "RESULTS", copy)
+    assert rt.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "-| dsprites | 8 | 1 | 62.68 |" in out and "+| dsprites | 8 | 1 | 72.68 |" in out
+    assert rt.main(["--write"]) == 0 and gamma.read_text() == text
+    (tables / "nope.md").write_text("| a |\n")
+    assert rt.main(["--check"]) == 1
+    assert "seeds_slides_cpu_fvae/tables/nope.md: untwine report makes no such table" in capsys.readouterr().out
+
+
 def test_an_unknown_table_id_fails(rt, tmp_path, monkeypatch):
     copy = tmp_path / "results"
     (copy / "x").mkdir(parents=True)

@@ -16,6 +16,11 @@ docs/results), its rows and its columns. Prose beside a table cites it instead o
 numbers. ``make results-check`` runs the check (CI too); it fails when a marker names no registered
 table, a registered table is used nowhere, or a block differs from what the data give.
 
+The same check covers ``untwine report``'s own tables: each committed ``tables/*.md`` of a folder
+with ``results.csv`` and ``study.toml`` beside it must equal what ``untwine report DIR --no-figures``
+makes from those files now (``core.report_tables``); ``--write`` rewrites them, and a file the
+report no longer makes fails by name. Cells that need the run folders (not committed) read so.
+
 Numbers are shown as the files hold them, rounded half up (a CSV value ``0.3855`` shows as
 ``0.386`` at three decimals). The standard library does the work; precision_check's Welch p and
 chance counts use scipy and numpy, as benchmarks/precision_equality.py does. Nothing is trained

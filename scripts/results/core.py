@@ -188,6 +188,22 @@ def documents() -> list[Path]:
     return sorted(RESULTS.rglob("*.md")) + [README]
 
 
+def report_tables() -> list[tuple[Path, str | None]]:
+    """Each committed ``tables/*.md`` of an ``untwine report`` folder under docs/results (one with
+    ``results.csv`` and ``study.toml`` beside its ``tables/``), with the text ``untwine report
+    --no-figures`` makes for it from those files now (``None``: it makes no such table). A cell that
+    needs the run folders (not committed) reads so, as the report itself shows it."""
+    from untwine.report.html import build_report, table_files  # torch: only for these folders
+
+    out: list[tuple[Path, str | None]] = []
+    for tables in sorted(RESULTS.rglob("tables")):
+        root = tables.parent
+        if tables.is_dir() and (root / "results.csv").is_file() and (root / "study.toml").is_file():
+            made = table_files(build_report(root, figures=False))
+            out += [(f, made.get(f.name)) for f in sorted(tables.glob("*.md"))]
+    return out
+
+
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
@@ -214,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(TABLES))
         return 0
     used: set[str] = set()
-    differ = []
-    for path in documents():
+    differ, orphans = [], []
+    made = [(path, regenerate(path.read_text(), path, used)) for path in documents()] + report_tables()
+    for path, new in made:
         old = path.read_text()
-        new = regenerate(old, path, used)
+        if new is None:
+            orphans.append(path)
+            print(f"{shown(path)}: untwine report makes no such table from this folder; delete the file")
+            continue
         if new == old:
             continue
         if a.write:
@@ -230,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     unused = sorted(set(TABLES) - used)
     if unused:
         print("registered but used in no docs/results markdown nor the README: " + ", ".join(unused))
-    if differ or unused:
+    if differ or unused or orphans:
         if differ:
             print(f"\n{len(differ)} file(s) differ from their data; run: .venv/bin/python scripts/results_tables.py --write")
         return 1
-    print(f"results tables: {len(used)} generated tables match their data")
+    reports = len(made) - len(documents())
+    print(f"results tables: {len(used)} generated tables and {reports} report tables match their data")
     return 0

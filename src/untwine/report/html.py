@@ -312,6 +312,15 @@ def build_report(root: str | Path, figures: bool | None = None,
     return rep
 
 
+def table_files(rep: Report) -> dict[str, str]:
+    """``tables/`` of a report as :func:`write_report` writes it: file name -> text, each table as
+    ``KEY.csv`` and ``KEY.md`` (scripts/results_tables.py checks committed ``.md`` ones against it)."""
+    out: dict[str, str] = {}
+    for t in rep.tables + ([rep.learning] if rep.learning else []) + [c.table for c in rep.references]:
+        out[f"{t.key}.csv"], out[f"{t.key}.md"] = t.to_csv(), t.to_markdown()
+    return out
+
+
 def write_report(root: str | Path, output: str | Path | None = None, figures: bool | None = None,
                  references: str | Path | None = None, markdown: str | Path | None = None) -> Path:
     """Write ``root/report.html`` (or ``output``), ``root/tables/*.csv|md`` and ``root/figures/*.png``;
@@ -322,9 +331,8 @@ def write_report(root: str | Path, output: str | Path | None = None, figures: bo
     if markdown is not None:
         Path(markdown).write_text(R.comparisons_markdown(rep.study, rep.rows), encoding="utf-8")
     (r / "tables").mkdir(exist_ok=True)
-    for t in rep.tables + ([rep.learning] if rep.learning else []) + [c.table for c in rep.references]:
-        (r / "tables" / f"{t.key}.csv").write_text(t.to_csv(), encoding="utf-8")
-        (r / "tables" / f"{t.key}.md").write_text(t.to_markdown(), encoding="utf-8")
+    for name, text in table_files(rep).items():
+        (r / "tables" / name).write_text(text, encoding="utf-8")
     if rep.figures:
         (r / "figures").mkdir(exist_ok=True)
         for f in rep.figures:
