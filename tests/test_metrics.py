@@ -249,3 +249,12 @@ def test_input_validation_messages():
         um.factor_vae_score(FakeData(), lambda x: np.zeros(3), np.random.default_rng(0), num_variance_estimate=10)
     with pytest.raises(ValueError, match="logvar has shape"):
         um.mig_sampled(z, np.zeros((10, 3)), f, np.random.default_rng(0))
+    # every count goes through the one rule (metrics.utils.check_sizes), with the same message
+    with pytest.raises(ValueError, match=r"^num_samples must be >= 1, got 0$"):
+        um.mig_sampled(z, np.zeros(z.shape), f, np.random.default_rng(0), num_samples=0)
+    with pytest.raises(ValueError, match=r"^chunk_size must be >= 1, got 0$"):
+        um.mig_sampled(z, np.zeros(z.shape), f, np.random.default_rng(0), chunk_size=0)
+    with pytest.raises(ValueError, match=r"^num_bins must be >= 1, got 0$"):
+        histogram_discretize(z, num_bins=0)
+    with pytest.raises(ValueError, match=r"^chunk_size must be >= 1, got 0$"):
+        um.beta_vae_score(FakeData(), lambda x: x, np.random.default_rng(0), chunk_size=0)

@@ -63,7 +63,7 @@ def beta_vae_score(
     Returns ``{"train_accuracy", "eval_accuracy"}`` (fractions; chance is ``1/K``).
     """
     check_data(data)
-    check_sizes(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
+    check_sizes(batch_size=batch_size, num_train=num_train, num_eval=num_eval, chunk_size=chunk_size)
     xtr, ytr = beta_vae_features(data, encode, rng, num_train, batch_size, chunk_size)
     if np.unique(ytr).size < 2:
         raise ValueError(f"num_train={num_train} drew a single factor; use more training points")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .utils import CHUNK_SIZE, encode_chunks
+from .utils import CHUNK_SIZE, check_sizes, encode_chunks
 
 
 def supports_table(data: Any) -> bool:
@@ -48,8 +48,7 @@ class CodeTable:
                 f"{type(data).__name__} cannot be enumerated: a code table needs len(data), "
                 "images_at(rows) and indices_from_factors(factors, rng) (untwine.data.GroundTruthData has them)"
             )
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        check_sizes(chunk_size=chunk_size)
         from tqdm.auto import tqdm
 
         from ..data.protocol import to_float

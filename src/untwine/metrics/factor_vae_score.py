@@ -72,7 +72,7 @@ def factor_vae_score(
     check_data(data)
     check_sizes(
         batch_size=batch_size, num_train=num_train, num_eval=num_eval,
-        num_variance_estimate=num_variance_estimate,
+        num_variance_estimate=num_variance_estimate, chunk_size=chunk_size,
     )
     if batch_size < 2:
         raise ValueError("batch_size must be >= 2 (a variance needs two codes)")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..data.protocol import RNG
-from .utils import check_codes, check_pair, discrete_entropy
+from .utils import check_codes, check_pair, check_sizes, discrete_entropy
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -94,8 +94,7 @@ def mig_sampled(
     lv = check_codes(logvar, "logvar")
     if lv.shape != m.shape:
         raise ValueError(f"logvar has shape {lv.shape} but mu has shape {m.shape}")
-    if num_samples < 1 or chunk_size < 1:
-        raise ValueError("num_samples and chunk_size must be >= 1")
+    check_sizes(num_samples=num_samples, chunk_size=chunk_size)
     h_marg = _entropy(m, lv, num_samples, rng, chunk_size)
     d, k = m.shape[1], f.shape[1]
     h_cond = np.zeros((d, k))

@@ -119,8 +119,7 @@ def histogram_discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndar
     ``np.histogram(col, num_bins)[1]`` and the bin is ``np.digitize(col, edges[:-1])``, so values
     are ``1..num_bins`` (the column maximum lands in the last bin). ``N x D`` -> ``N x D`` int64.
     """
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+    check_sizes(num_bins=num_bins)
     out = np.empty(codes.shape, dtype=np.int64)
     for j in range(codes.shape[1]):
         col = codes[:, j]
@@ -240,8 +239,7 @@ def encode_factors(
     ``data.observations_from_factors(chunk, rng)`` renders each chunk and ``encode`` maps it to
     codes (numpy or torch, ``chunk x D``); only one chunk of observations is alive at a time.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_sizes(chunk_size=chunk_size)
     chunks = (
         data.observations_from_factors(factors[i : i + chunk_size], rng)
         for i in range(0, len(factors), chunk_size)
@@ -264,6 +262,8 @@ def check_data(data: Any) -> None:
 
 
 def check_sizes(**sizes: int) -> None:
+    """The metrics' one count rule: raise ``ValueError("NAME must be >= 1, got V")`` for the first
+    keyword whose value is below 1."""
     for name, v in sizes.items():
         if int(v) < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
