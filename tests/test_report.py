@@ -371,11 +371,21 @@ def test_report_of_a_results_only_folder_shows_the_tables(toy_sweep, tmp_path):
     assert "results.csv for all runs: their run folders are not in" in html
     for key in ("beta", "gamma", "suite", "failures"):  # same numbers as from the run folders
         assert (out / "tables" / f"{key}.csv").read_text() == (toy_sweep / "tables" / f"{key}.csv").read_text(), key
+    # the learning check's rec at step 0 and at the end come from results.csv's val_rec_step0 and
+    # val_rec; only the untrained encoder's MIG needs the sweep's baseline/ folder
+    def learning(folder):
+        return [line.split(",") for line in (folder / "tables" / "learning.csv").read_text().splitlines()]
+
+    ours, theirs = learning(out), learning(toy_sweep)
+    assert ours[0][3] == "rec at step 0_mean" and ours[0][-1] == "MIG untrained" and len(ours) == len(theirs) > 1
+    assert [row[:-1] for row in ours] == [row[:-1] for row in theirs]
+    assert float(ours[1][3]) > float(ours[1][6]) > 0 and float(ours[1][9]) < 1  # step-0 rec, final rec, ratio
+    assert {row[-1] for row in ours[1:]} == {"needs the sweep's baseline/ folder"}
     titles = re.findall(r'<img alt="([^"]+)"', html)
     assert titles == ["Metrics vs hyperparameter", "Published vs ours: Table 1", "Metrics per model: toy"]
     assert "None of the 4 runs has a run folder here (results.csv only): the figures below are" in html
     assert "loss curves (metrics.jsonl), KL per latent dimension (summary.json), latent traversals" in html
-    assert "needs the run folder" in html  # the learning check's step-0 rec
+    assert "needs the run folder" not in html  # the learning check's step-0 rec is in results.csv
     assert "could not be" not in html  # no run was tried and failed to load
 
 

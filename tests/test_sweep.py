@@ -113,10 +113,10 @@ def test_results_csv_content_and_determinism(tmp_path, toy, fake):
     assert res.count("finished") == 6 and res.count("failed") == 0
     text = (tmp_path / "a" / "results.csv").read_text()
     lines = text.splitlines()
-    assert lines[0] == "run,dataset,model,beta,seed,status,error,val_loss,val_rec,val_kl,mig"
-    assert lines[1] == "toy/beta-vae/beta=1/seed=0,toy,beta-vae,1,0,finished,,51,40,10,0.1"
-    assert lines[2] == "toy/beta-vae/beta=1/seed=1,toy,beta-vae,1,1,finished,,52,40.3333,10,0.11"
-    assert lines[5] == "toy/vae/seed=0,toy,vae,,0,finished,,51,40,10,0.1"
+    assert lines[0] == "run,dataset,model,beta,seed,status,error,val_loss,val_rec,val_kl,val_rec_step0,mig"
+    assert lines[1] == "toy/beta-vae/beta=1/seed=0,toy,beta-vae,1,0,finished,,51,40,10,400,0.1"
+    assert lines[2] == "toy/beta-vae/beta=1/seed=1,toy,beta-vae,1,1,finished,,52,40.3333,10,400,0.11"
+    assert lines[5] == "toy/vae/seed=0,toy,vae,,0,finished,,51,40,10,400,0.1"
     # no paths or timings in results.csv; they are in timings.csv
     assert str(tmp_path) not in text and "1.234" not in text
     assert "1.234" in (tmp_path / "a" / "timings.csv").read_text()

@@ -52,10 +52,8 @@ def learning_check(rep: Report) -> None:
     ratios, migs = [], []
     for key, grp in T.group(rep.rows, hps):
         start, end = [], []
-        for r in grp:
-            s = files.peek_json(rep.root / r["run"] / "summary.json") or {}
-            a = (s.get("initial_val") or {}).get("rec")
-            b = (s.get("val") or {}).get("rec")
+        for r in grp:  # from the run folders or results.csv alike (studies.results)
+            a, b = r.get("val_rec_step0"), r.get("val_rec")
             if isinstance(a, (int, float)) and isinstance(b, (int, float)):
                 start.append(a)
                 end.append(b)
@@ -64,7 +62,7 @@ def learning_check(rep: Report) -> None:
         if ratio is not None:
             ratios.append(ratio)
         row = [key[0], key[1], T.setting_label(key, hps), s0, s1, f"{ratio:.3f}" if ratio is not None else ""]
-        if not start and all(r["run"] in rep.recorded for r in grp):  # results.csv has no step-0 rec
+        if not start and all(r["run"] in rep.recorded for r in grp):  # a results.csv from before val_rec_step0
             row[3:6] = [NEEDS_FOLDERS, Stat.of([r.get("val_rec") for r in grp]), ""]
         if has_mig:
             base = (files.peek_json(baseline_path(rep.root, key[0])) or {}).get("mig")

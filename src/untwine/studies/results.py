@@ -6,7 +6,9 @@ floats written with 6 significant digits, so two backends' files can be compared
 Columns: ``run, dataset, model, <hyperparameters>, seed, status, error, val_<term>..., <metric>...``.
 ``val_tc`` is the Gaussian TC of the validation codes (never negative), ``val_tc_batch`` the
 objective's own or minibatch TC estimate (FactorVAE: its discriminator's), see
-:func:`validation_terms`.
+:func:`validation_terms`. ``val_rec_step0`` is the untrained model's validation reconstruction (its
+step-0 evaluation), so a results folder committed without its run folders keeps the report's
+learning check.
 ``status`` is ``finished`` (:func:`~untwine.studies.execute.finished`: trained to the study's
 ``steps`` and evaluated), ``failed``, ``incomplete`` (started: a log, a checkpoint or a summary,
 but not finished: still training, or trained to fewer steps than the study now asks), ``missing``
@@ -30,7 +32,7 @@ from .execute import EVAL_TIME, FAILED, finished
 from .study import Study
 
 # Preferred column orders; anything else follows alphabetically.
-VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "tc_batch", "d_real", "d_perm", "d_loss"]
+VAL_ORDER = ["loss", "rec", "kl", "elbo", "tc", "tc_batch", "d_real", "d_perm", "d_loss", "rec_step0"]
 METRIC_ORDER = [
     "mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness",
     "dci_informativeness", "sap", "modularity", "explicitness", "gaussian_tc",
@@ -110,6 +112,8 @@ def run_row(study: Study, root: Path, name: str, kw: dict[str, Any]) -> dict[str
         row["error"] = ""
     for k, v in validation_terms(summary.get("val")).items():
         row[f"val_{k}"] = v
+    if (rec0 := _scalars(summary.get("initial_val")).get("rec")) is not None:
+        row["val_rec_step0"] = rec0  # the untrained model's (step 0): the report's learning check
     row.update(metric_values(metrics))
     return row
 
